@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what the tests need, then runs every check CI runs: formatting, lints, and the whole test suite.
+# Run as root: the network tests create their own namespaces (and fail under CI=true when they cannot).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+[ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+step "cargo test"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --workspace --quiet 2>&1 | tee "$log"
+grep -q '^test result: ok' "$log" || { echo "no test ran" >&2; exit 1; }
+
+step "all checks passed"
