@@ -8,7 +8,8 @@
 //!   parsed back from any of them;
 //! - [`ErrorReply`] and [`error::code`]: the spec's error object and codes;
 //! - [`plugin`]: the plugin side, where [`plugin::serve`] reads the invocation, calls one [`Plugin`] method and
-//!   writes the reply with the one function that writes a plugin's stdout.
+//!   writes the reply with the one function that writes a plugin's stdout;
+//! - [`exec`]: the runtime side, running a plugin or a chain of them (`ConfList`) as libcni does.
 //!
 //! # Quick start
 //!
@@ -38,6 +39,7 @@ pub mod command;
 pub mod config;
 pub mod env;
 pub mod error;
+pub mod exec;
 pub mod plugin;
 pub mod result;
 pub mod version;
