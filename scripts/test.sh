@@ -21,4 +21,10 @@ trap 'rm -f "$log"' EXIT
 cargo test --workspace --quiet 2>&1 | tee "$log"
 grep -q '^test result: ok' "$log" || { echo "no test ran" >&2; exit 1; }
 
+step "benchmark smoke: one call per case, so the benchmark command does not rot (figures discarded)"
+smoke=$(mktemp)
+trap 'rm -f "$log" "$smoke"' EXIT
+BENCH_OUT="$smoke" scripts/bench.sh 1 >/dev/null
+grep -q '^## Full attachment' "$smoke"
+
 step "all checks passed"

@@ -1,0 +1,480 @@
+//! The cases, and running them round-robin.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::stats::Samples;
+use crate::Options;
+
+const REFERENCE: &str = "/usr/lib/cni";
+const CMDLINE: &str = "ro epoxy.ipv4=192.0.2.112/26,192.0.2.65,192.0.2.53,192.0.2.54 \
+                       epoxy.ipv6=2001:db8:2d::112/64,2001:db8:2d::1,2001:db8::53,2001:db8::54\n";
+
+/// One process call.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Call {
+    /// What runs.
+    pub program: PathBuf,
+    /// Its environment, and nothing else.
+    pub env: Vec<(String, String)>,
+    /// Its stdin.
+    pub stdin: String,
+}
+
+/// A measured call, with untimed calls around it where the measured one needs state (host-local's lease).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Case {
+    /// The row's name.
+    pub name: String,
+    /// The timed call.
+    pub call: Call,
+    /// Untimed, before each timed call.
+    pub before: Option<Call>,
+    /// Untimed, after each timed call.
+    pub after: Option<Call>,
+}
+
+/// Cases measured together, with the one the others are compared to.
+#[derive(Debug, Clone)]
+pub struct Group {
+    /// The section's title.
+    pub title: String,
+    /// What the section shows.
+    pub note: String,
+    /// The case ratios are taken against.
+    pub baseline: String,
+    /// Each case with its samples.
+    pub rows: Vec<(String, Samples)>,
+    /// Why cases were not measured.
+    pub skipped: Vec<String>,
+}
+
+fn call(program: &Path, command: &str, stdin: &str) -> Call {
+    Call {
+        program: program.to_owned(),
+        env: vec![
+            ("CNI_COMMAND".into(), command.into()),
+            ("CNI_CONTAINERID".into(), "bench0123456789".into()),
+            ("CNI_NETNS".into(), "/var/run/netns/bench".into()),
+            ("CNI_IFNAME".into(), "net1".into()),
+            ("CNI_PATH".into(), REFERENCE.into()),
+            ("PATH".into(), "/usr/sbin:/usr/bin:/sbin:/bin".into()),
+        ],
+        stdin: stdin.to_owned(),
+    }
+}
+
+fn case(name: &str, call: Call) -> Case {
+    Case {
+        name: name.to_owned(),
+        call,
+        before: None,
+        after: None,
+    }
+}
+
+/// The three IPAM configs for the same request: index 5 on the example node, delegated by macvlan.
+struct Ipams {
+    index2ip: serde_json::Value,
+    static_: serde_json::Value,
+    host_local: serde_json::Value,
+}
+
+impl Ipams {
+    fn new(dir: &Path) -> Ipams {
+        let routes = json!([{"dst": "0.0.0.0/0", "gw": "192.0.2.65"}, {"dst": "::/0", "gw": "2001:db8:2d::1"}]);
+        Ipams {
+            index2ip: json!({"type": "index2ip", "index": 5, "cmdline": dir.join("cmdline")}),
+            static_: json!({
+                "type": "static",
+                "addresses": [{"address": "192.0.2.117/26", "gateway": "192.0.2.65"},
+                              {"address": "2001:db8:2d::117/64", "gateway": "2001:db8:2d::1"}],
+                "routes": routes,
+                "dns": {"nameservers": ["192.0.2.53", "192.0.2.54", "2001:db8::53", "2001:db8::54"]}
+            }),
+            host_local: json!({
+                "type": "host-local",
+                "ranges": [[{"subnet": "192.0.2.64/26", "rangeStart": "192.0.2.117", "rangeEnd": "192.0.2.126",
+                             "gateway": "192.0.2.65"}],
+                           [{"subnet": "2001:db8:2d::/64", "rangeStart": "2001:db8:2d::117",
+                             "rangeEnd": "2001:db8:2d::126", "gateway": "2001:db8:2d::1"}]],
+                "routes": routes,
+                "dataDir": dir.join("host-local")
+            }),
+        }
+    }
+
+    fn config(ipam: &serde_json::Value, plugin: &str) -> String {
+        json!({"cniVersion": "1.0.0", "name": "bench", "type": plugin, "master": "eth0", "mode": "bridge", "ipam": ipam})
+            .to_string()
+    }
+}
+
+/// Runs every group the machine can run.
+pub fn run_all(opts: &Options) -> Result<Vec<Group>, String> {
+    let dir = TempDir::new()?;
+    std::fs::write(dir.0.join("cmdline"), CMDLINE)
+        .map_err(|e| format!("cannot write to {}: {e}", dir.0.display()))?;
+    let ipams = Ipams::new(&dir.0);
+    let reference = |name: &str| Path::new(REFERENCE).join(name);
+    let mut missing = Vec::new();
+    let mut bin = |name: &str| match opts.bins.get(name).and_then(|p| p.canonicalize().ok()) {
+        Some(p) if p.is_file() => Some(p),
+        _ => {
+            missing.push(format!("{name}: not built (pass --bin {name}=PATH)"));
+            None
+        }
+    };
+    let floor = bin("floor");
+    let i2_static = bin("index2ip-static");
+    let i2_dynamic = bin("index2ip-dynamic");
+    for plugin in ["static", "host-local", "macvlan"] {
+        if !reference(plugin).is_file() {
+            return Err(format!(
+                "{} is missing: apt-get install containernetworking-plugins",
+                reference(plugin).display()
+            ));
+        }
+    }
+
+    let mut groups = Vec::new();
+    let start = |name: &str, p: &Path| case(name, call(p, "VERSION", ""));
+    let mut g = vec![start("/bin/true (dynamic, glibc)", Path::new("/bin/true"))];
+    if let Some(f) = &floor {
+        g.insert(0, start("floor (static, does nothing)", f));
+    }
+    groups.push(measure(
+        "Process start",
+        "fork, exec and wait of a binary that does nothing: the floor every plugin call pays",
+        g,
+        opts.iterations,
+    )?);
+
+    for verb in ["ADD", "DEL", "VERSION"] {
+        let mut g = Vec::new();
+        if let Some(f) = &floor {
+            g.push(case("floor (static, does nothing)", call(f, verb, "")));
+        }
+        let i2 = Ipams::config(&ipams.index2ip, "macvlan");
+        if let Some(p) = &i2_static {
+            g.push(case("index2ip (static)", call(p, verb, &i2)));
+        }
+        if let Some(p) = &i2_dynamic {
+            g.push(case("index2ip (dynamic)", call(p, verb, &i2)));
+        }
+        g.push(case(
+            "reference static",
+            call(
+                &reference("static"),
+                verb,
+                &Ipams::config(&ipams.static_, "macvlan"),
+            ),
+        ));
+        let hl = Ipams::config(&ipams.host_local, "macvlan");
+        let mut host_local = case(
+            "reference host-local",
+            call(&reference("host-local"), verb, &hl),
+        );
+        // host-local keeps a lease per container: ADD needs a DEL after it, DEL a lease before it.
+        match verb {
+            "ADD" => host_local.after = Some(call(&reference("host-local"), "DEL", &hl)),
+            "DEL" => host_local.before = Some(call(&reference("host-local"), "ADD", &hl)),
+            _ => {}
+        }
+        g.push(host_local);
+        let note = format!(
+            "an IPAM plugin's {verb} as macvlan delegates it: index 5 on a /26 node, IPv4 and IPv6"
+        );
+        groups.push(measure(&format!("IPAM {verb}"), &note, g, opts.iterations)?);
+    }
+
+    groups.push(attachment(&ipams, opts.iterations, i2_static.as_deref())?);
+    if let Some(first) = groups.first_mut() {
+        first.skipped.append(&mut missing);
+    }
+    Ok(groups)
+}
+
+/// macvlan ADD+DEL in network namespaces with each IPAM, measured inside the node's namespace.
+fn attachment(ipams: &Ipams, iterations: usize, index2ip: Option<&Path>) -> Result<Group, String> {
+    let title = "Full attachment";
+    let note = "Debian's macvlan plugin ADD then DEL of a pod interface, in network namespaces, with each IPAM";
+    let mut group = Group {
+        title: title.into(),
+        note: note.into(),
+        baseline: "macvlan + index2ip (static)".into(),
+        rows: Vec::new(),
+        skipped: Vec::new(),
+    };
+    if !is_root() {
+        group
+            .skipped
+            .push("every case: needs root to create network namespaces".into());
+        return Ok(group);
+    }
+    let Some(index2ip) = index2ip else {
+        group
+            .skipped
+            .push("every case: index2ip (static) not built".into());
+        return Ok(group);
+    };
+    let lab = Netns::new()?;
+    // macvlan finds its IPAM through CNI_PATH: give it a directory holding the index2ip under test.
+    let path_dir = TempDir::new()?;
+    std::os::unix::fs::symlink(index2ip, path_dir.0.join("index2ip")).map_err(|e| e.to_string())?;
+    let cni_path = format!("{}:{REFERENCE}", path_dir.0.display());
+    let pair = |name: &str, ipam: &serde_json::Value| {
+        let config = Ipams::config(ipam, "macvlan");
+        let mut add = call(&Path::new(REFERENCE).join("macvlan"), "ADD", &config);
+        for (k, v) in &mut add.env {
+            match k.as_str() {
+                "CNI_NETNS" => *v = lab.pod_path(),
+                "CNI_PATH" => v.clone_from(&cni_path),
+                _ => {}
+            }
+        }
+        let mut del = add.clone();
+        del.env[0].1 = "DEL".into();
+        // The pair is the unit: a pod's interface comes and goes.
+        Case {
+            name: name.to_owned(),
+            call: add,
+            before: None,
+            after: Some(del),
+        }
+    };
+    let cases = vec![
+        pair("macvlan + index2ip (static)", &ipams.index2ip),
+        pair("macvlan + reference static", &ipams.static_),
+        pair("macvlan + reference host-local", &ipams.host_local),
+    ];
+    let spec = serde_json::to_string(&cases).map_err(|e| e.to_string())?;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &lab.node()])
+        .arg(exe)
+        .args(["worker", &iterations.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start the worker: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(spec.as_bytes())
+            .map_err(|e| e.to_string())?;
+    }
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err("the attachment worker failed (see above)".into());
+    }
+    let measured: Vec<(String, Vec<f64>)> =
+        serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+    for (name, us) in measured {
+        let mut s = Samples::default();
+        for u in us {
+            s.push(Duration::from_secs_f64(u / 1e6));
+        }
+        group.rows.push((name, s));
+    }
+    group.note = format!("{note}; ADD is timed, its DEL runs untimed after it");
+    Ok(group)
+}
+
+/// `bench worker N`: runs the cases on stdin (JSON) round-robin and prints their samples in microseconds.
+pub fn worker(args: &[String]) -> ExitCode {
+    let iterations: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(1);
+    let mut spec = String::new();
+    let cases: Vec<Case> = match std::io::stdin()
+        .read_to_string(&mut spec)
+        .map_err(|e| e.to_string())
+        .and_then(|_| serde_json::from_str(&spec).map_err(|e| e.to_string()))
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("bench worker: bad spec: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match round_robin(&cases, iterations) {
+        Ok(rows) => {
+            let out: Vec<(String, Vec<f64>)> = rows
+                .into_iter()
+                .map(|(name, s)| (name, s.micros()))
+                .collect();
+            match serde_json::to_writer(std::io::stdout(), &out) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("bench worker: cannot write samples: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("bench worker: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn measure(title: &str, note: &str, cases: Vec<Case>, iterations: usize) -> Result<Group, String> {
+    eprintln!("bench: {title}: {} cases x {iterations} calls", cases.len());
+    let rows = round_robin(&cases, iterations)?;
+    Ok(Group {
+        title: title.into(),
+        note: note.into(),
+        baseline: cases.first().map(|c| c.name.clone()).unwrap_or_default(),
+        rows,
+        skipped: Vec::new(),
+    })
+}
+
+/// A few untimed warm-up rounds, then `iterations` rounds of one call per case.
+fn round_robin(cases: &[Case], iterations: usize) -> Result<Vec<(String, Samples)>, String> {
+    let mut rows: Vec<(String, Samples)> = cases
+        .iter()
+        .map(|c| (c.name.clone(), Samples::default()))
+        .collect();
+    let warmup = iterations.min(5);
+    for round in 0..warmup + iterations {
+        for (c, (_, samples)) in cases.iter().zip(rows.iter_mut()) {
+            if let Some(b) = &c.before {
+                run(b).map_err(|e| format!("{} (before): {e}", c.name))?;
+            }
+            let took = run(&c.call).map_err(|e| format!("{}: {e}", c.name))?;
+            if let Some(a) = &c.after {
+                run(a).map_err(|e| format!("{} (after): {e}", c.name))?;
+            }
+            if round >= warmup {
+                samples.push(took);
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// Runs a call and times it from spawn to exit; a failure is an error, never a sample.
+fn run(c: &Call) -> Result<Duration, String> {
+    let start = Instant::now();
+    let mut child = Command::new(&c.program)
+        .env_clear()
+        .envs(c.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", c.program.display()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(c.stdin.as_bytes());
+    }
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    let took = start.elapsed();
+    if !out.status.success() {
+        return Err(format!(
+            "{} failed with {}: {}{}",
+            c.program.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(took)
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines().any(|l| {
+            l.strip_prefix("Uid:")
+                .and_then(|u| u.split_whitespace().nth(1))
+                == Some("0")
+        })
+    })
+}
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Result<TempDir, String> {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("index2ip-bench-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        Ok(TempDir(dir))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A node namespace with `eth0` (a veth whose peer sits in a third namespace) and a pod namespace; all removed on
+/// drop.
+struct Netns(Vec<String>);
+
+impl Netns {
+    fn new() -> Result<Netns, String> {
+        let pid = std::process::id();
+        let ns = Netns(
+            ["node", "pod", "up"]
+                .iter()
+                .map(|r| format!("i2bench-{pid}-{r}"))
+                .collect(),
+        );
+        let ip = |args: &[&str]| -> Result<(), String> {
+            let out = Command::new("ip")
+                .args(args)
+                .output()
+                .map_err(|e| format!("cannot run ip: {e}"))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "ip {}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ))
+            }
+        };
+        for n in &ns.0 {
+            ip(&["netns", "add", n])?;
+        }
+        ip(&[
+            "-n", &ns.0[0], "link", "add", "eth0", "type", "veth", "peer", "name", "uplink",
+            "netns", &ns.0[2],
+        ])?;
+        ip(&["-n", &ns.0[0], "link", "set", "eth0", "up"])?;
+        ip(&["-n", &ns.0[2], "link", "set", "uplink", "up"])?;
+        ip(&[
+            "netns",
+            "exec",
+            &ns.0[1],
+            "sysctl",
+            "-qw",
+            "net.ipv6.conf.default.accept_dad=0",
+        ])?;
+        Ok(ns)
+    }
+
+    fn node(&self) -> String {
+        self.0[0].clone()
+    }
+
+    fn pod_path(&self) -> String {
+        format!("/var/run/netns/{}", self.0[1])
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for n in &self.0 {
+            let _ = Command::new("ip").args(["netns", "del", n]).output();
+        }
+    }
+}

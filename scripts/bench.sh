@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Builds index2ip static and dynamic, then measures it side by side with the reference plugins and writes
+# BENCHMARKS.md. Run as root for the attachment cases. Usage: scripts/bench.sh [ITERATIONS] (default 300; 1 = smoke).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+[ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
+iterations=${1:-300}
+out=${BENCH_OUT:-BENCHMARKS.md}
+
+echo "==> building (release): index2ip dynamic, the harness"
+cargo build --release --quiet -p index2ip -p bench
+
+# Static: musl where the target is installed (or can be), else glibc with crt-static.
+musl=x86_64-unknown-linux-musl
+if rustup target list --installed 2>/dev/null | grep -qx "$musl" || rustup target add "$musl" >/dev/null 2>&1; then
+    echo "==> building static binaries (musl)"
+    cargo build --release --quiet --target "$musl" -p index2ip -p bench --bin index2ip --bin floor
+    static_dir=target/$musl/release
+else
+    echo "==> building static binaries (glibc, crt-static): the musl target is not available"
+    RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --quiet --target x86_64-unknown-linux-gnu \
+        --target-dir target/static-glibc -p index2ip -p bench --bin index2ip --bin floor
+    static_dir=target/static-glibc/x86_64-unknown-linux-gnu/release
+fi
+
+echo "==> measuring, $iterations calls per case"
+target/release/bench --iterations "$iterations" --out "$out" \
+    --bin floor="$static_dir/floor" \
+    --bin index2ip-static="$static_dir/index2ip" \
+    --bin index2ip-dynamic=target/release/index2ip
