@@ -5,6 +5,7 @@
 #
 # Every step says what it does; nothing is downloaded except from Debian's archive and Rust's crate registry.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 say() { printf '==> %s\n' "$*"; }
 die() { printf 'setup: %s\n' "$*" >&2; exit 1; }
@@ -40,3 +41,14 @@ if command -v rustup >/dev/null; then
     rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
 fi
 say "rust $have ready"
+
+# Offline schema validation of the manifests: kubernetes-validate in a virtual environment of the checkout's own.
+venv=target/tools/venv
+if [ ! -x "$venv/bin/kubernetes-validate" ]; then
+    python3 -m venv --help >/dev/null 2>&1 || \
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+    say "installing kubernetes-validate into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check kubernetes-validate==1.37.0
+fi
+command -v kubectl >/dev/null || say "WARNING: kubectl is missing: rendering k8s/ with kustomize cannot be checked"

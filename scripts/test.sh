@@ -21,6 +21,10 @@ trap 'rm -f "$log"' EXIT
 cargo test --workspace --quiet 2>&1 | tee "$log"
 grep -q '^test result: ok' "$log" || { echo "no test ran" >&2; exit 1; }
 
+step "manifests: kustomize render, strict schema validation, netlab gen --check, netlab lint"
+cargo build --quiet -p netlab
+NETLAB=target/debug/netlab scripts/validate-k8s.sh
+
 step "benchmark smoke: one call per case, so the benchmark command does not rot (figures discarded)"
 smoke=$(mktemp)
 trap 'rm -f "$log" "$smoke"' EXIT

@@ -1,0 +1,160 @@
+//! The `netlab` command: parse the flags, run one library function, render the outcome.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use netlab::input::Render;
+use netlab::lint::Options;
+use netlab::site::SiteBlock;
+use netlab::{gen, NodesFrom};
+
+/// The operator tool of index2ip's cluster network.
+#[derive(Parser)]
+#[command(name = "netlab", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write the generated manifests (index networks, flannel and multus configuration) below the repository root.
+    Gen {
+        /// The repository root.
+        #[arg(long, default_value = ".")]
+        root: PathBuf,
+        /// Change nothing; exit 1 and name the files that differ from what would be written.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Check manifests and a node inventory before applying them.
+    Lint {
+        /// Manifest files or directories (a directory with a kustomization follows its resources); `-` reads
+        /// standard input, such as `kubectl kustomize k8s` output.
+        #[arg(default_value = "k8s")]
+        paths: Vec<PathBuf>,
+        /// A node inventory (`kubectl get nodes -o json` output); `-` reads standard input.
+        #[arg(long, value_name = "FILE|-")]
+        nodes: Option<PathBuf>,
+        /// The output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// How a directory with a kustomization is read: `direct` follows its resources and reads each file
+        /// (findings carry file:line); `kubectl` runs `kubectl kustomize DIR` and lints the rendered stream.
+        #[arg(long, value_enum, default_value_t = RenderArg::Direct)]
+        render: RenderArg,
+        /// The site block whose size fixes the indices per machine: /26 (12, the default), /28 (11) or /29 (3).
+        #[arg(long, value_name = "[ADDR]/LEN")]
+        site_block: Option<String>,
+        /// Print the rules and exit.
+        #[arg(long)]
+        list_rules: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RenderArg {
+    Direct,
+    Kubectl,
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("netlab: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Gen { root, check } => {
+            if !root.join("Cargo.toml").is_file() || !root.join("crates").is_dir() {
+                bail!(
+                    "{} is not the repository root (no Cargo.toml and crates/): pass --root",
+                    root.display()
+                );
+            }
+            if check {
+                let drift = gen::check(&root).context("checking generated files")?;
+                for d in &drift {
+                    println!("{d}");
+                }
+                if drift.is_empty() {
+                    println!(
+                        "netlab gen --check: {} generated files are current",
+                        gen::files().len()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                } else {
+                    println!("netlab gen --check: {} files differ; run `netlab gen` and commit the result", drift.len());
+                    Ok(ExitCode::from(1))
+                }
+            } else {
+                let drift = gen::write(&root).context("writing generated files")?;
+                for d in &drift {
+                    println!("updated {d}");
+                }
+                println!(
+                    "netlab gen: {} files written, {} generated files in all",
+                    drift.len(),
+                    gen::files().len()
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+        Command::Lint {
+            paths,
+            nodes,
+            format,
+            render,
+            site_block,
+            list_rules,
+        } => {
+            if list_rules {
+                print!("{}", netlab::lint::rules_table());
+                return Ok(ExitCode::SUCCESS);
+            }
+            let site_block = match site_block {
+                Some(s) => SiteBlock::parse(&s)?,
+                None => SiteBlock::default(),
+            };
+            let nodes = nodes.map(|p| {
+                if p.as_os_str() == "-" {
+                    NodesFrom::Stdin
+                } else {
+                    NodesFrom::File(p)
+                }
+            });
+            if matches!(nodes, Some(NodesFrom::Stdin)) && paths.iter().any(|p| p.as_os_str() == "-")
+            {
+                bail!("standard input cannot hold both the manifests and the node inventory");
+            }
+            let render = match render {
+                RenderArg::Direct => Render::Direct,
+                RenderArg::Kubectl => Render::Kubectl,
+            };
+            let report = netlab::run_lint(&paths, render, nodes, Options { site_block })?;
+            match format {
+                Format::Text => print!("{}", report.to_text()),
+                Format::Json => println!("{}", report.to_json()),
+            }
+            Ok(if report.failed() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+    }
+}

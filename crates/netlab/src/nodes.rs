@@ -1,0 +1,110 @@
+//! A node inventory: `kubectl get nodes -o json` (or `-o yaml`) output, or a single Node.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::Error;
+
+/// One node: its name, labels, and the line its name is on where the text shows it.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.labels`.
+    pub labels: BTreeMap<String, String>,
+    /// The 1-based line of its name in the inventory.
+    pub line: Option<usize>,
+}
+
+#[derive(Deserialize)]
+struct Meta {
+    name: String,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+}
+
+/// Parses an inventory (JSON or YAML).
+pub fn parse(source_name: &str, text: &str) -> Result<Vec<Node>, Error> {
+    let bad = |reason: String| Error::Nodes {
+        source_name: source_name.to_owned(),
+        reason,
+    };
+    let value: Value = serde_norway::from_str(text).map_err(|e| bad(e.to_string()))?;
+    let items = match value.get("kind").and_then(Value::as_str) {
+        Some("Node") => vec![value.clone()],
+        Some("List" | "NodeList") => value
+            .get("items")
+            .and_then(Value::as_array)
+            .cloned()
+            .ok_or_else(|| bad("no `items` list".into()))?,
+        Some(other) => {
+            return Err(bad(format!(
+                "kind {other:?}, expected List, NodeList or Node"
+            )))
+        }
+        None => return Err(bad("no `kind`".into())),
+    };
+    let mut nodes = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        if item
+            .get("kind")
+            .and_then(Value::as_str)
+            .is_some_and(|k| k != "Node")
+        {
+            return Err(bad(format!("item {} is not a Node", i + 1)));
+        }
+        let meta: Meta = item
+            .get("metadata")
+            .cloned()
+            .ok_or_else(|| bad(format!("item {} has no metadata", i + 1)))
+            .and_then(|m| {
+                serde_json::from_value(m).map_err(|e| bad(format!("item {}: {e}", i + 1)))
+            })?;
+        let line = name_line(text, &meta.name);
+        nodes.push(Node {
+            name: meta.name,
+            labels: meta.labels,
+            line,
+        });
+    }
+    Ok(nodes)
+}
+
+fn name_line(text: &str, name: &str) -> Option<usize> {
+    let json = format!("\"name\": \"{name}\"");
+    let yaml = format!("name: {name}");
+    text.lines()
+        .position(|l| {
+            let t = l.trim_start().trim_start_matches("- ");
+            l.contains(&json) || t.trim_end() == yaml
+        })
+        .map(|i| i + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_lists_and_single_nodes_and_refuses_others() -> Result<(), Error> {
+        let list = "{\n \"kind\": \"List\",\n \"apiVersion\": \"v1\",\n \"items\": [\n  {\"kind\": \"Node\", \"metadata\": {\n   \"name\": \"mlab1\", \"labels\": {\"mlab/type\": \"physical\"}}}\n ]\n}\n";
+        let nodes = parse("n.json", list)?;
+        assert_eq!(nodes.len(), 1);
+        assert_eq!(
+            nodes[0].labels.get("mlab/type").map(String::as_str),
+            Some("physical")
+        );
+        assert_eq!(nodes[0].line, Some(6));
+        assert_eq!(parse("n", "kind: Node\nmetadata:\n  name: a\n")?.len(), 1);
+        assert!(parse("n", "kind: Pod\n").is_err());
+        assert!(parse(
+            "n",
+            "kind: List\nitems:\n- kind: Pod\n  metadata: {name: a}\n"
+        )
+        .is_err());
+        assert!(parse("n", "{").is_err());
+        Ok(())
+    }
+}
