@@ -21,6 +21,7 @@ pub mod cniconf;
 mod error;
 pub mod gen;
 pub mod input;
+pub mod lab;
 pub mod lint;
 pub mod manifest;
 pub mod nodes;

@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use netlab::input::Render;
+use netlab::lab::cli as lab;
 use netlab::lint::Options;
 use netlab::site::SiteBlock;
 use netlab::{gen, NodesFrom};
@@ -53,6 +54,89 @@ enum Command {
         #[arg(long)]
         list_rules: bool,
     },
+    /// Bring a small cluster's pod networking up on this machine, in network namespaces, from the manifests (root).
+    ///
+    /// Nodes come from the topology (default: a /26 site with four physical machines, one virtual node and one
+    /// unlabelled node); pods from the manifests' DaemonSets plus a plain pod per node. The real reference plugins
+    /// and index2ip run every attachment; multus and flannel semantics are the lab's own.
+    Up(LabOpts),
+    /// Show every node and pod with its interfaces and addresses.
+    Status {
+        #[command(flatten)]
+        name: Name,
+        /// Also print each pod's k8s.v1.cni.cncf.io/network-status annotation, as multus would write it.
+        #[arg(long)]
+        network_status: bool,
+    },
+    /// Check the lab end to end: pod to pod over flannel, the internet to every public address over TCP, net1 only
+    /// where asked for, every address as index2ip computes it. Exit 1 when a check fails.
+    Check(Name),
+    /// Run a command in a pod's network namespace: `netlab exec POD -- ip addr`.
+    Exec {
+        #[command(flatten)]
+        name: Name,
+        /// The pod (`name` or `namespace/name`).
+        pod: String,
+        /// The command and its arguments.
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
+    /// DEL every attachment in reverse, remove everything the lab made, and report anything that leaked.
+    /// Idempotent; works after a crash from the state file. Exit 1 when anything leaked.
+    Down(Name),
+    /// up, status, check and down in one; exits with the check's status (1 also when anything leaked).
+    Run(LabOpts),
+    /// (internal) a pod's TCP listener for `check`.
+    #[command(name = "__listen", hide = true)]
+    Listen { args: Vec<String> },
+    /// (internal) the internet client's TCP probe for `check`.
+    #[command(name = "__connect", hide = true)]
+    Connect { args: Vec<String> },
+}
+
+#[derive(clap::Args)]
+struct Name {
+    /// The lab's name: its namespaces are NAME-..., its state /run/netlab/NAME.
+    #[arg(long, default_value = "netlab")]
+    name: String,
+}
+
+#[derive(clap::Args)]
+struct LabOpts {
+    #[command(flatten)]
+    name: Name,
+    /// A topology file (YAML): site block, nodes with labels and offsets, extra pods.
+    #[arg(long, value_name = "FILE")]
+    topology: Option<PathBuf>,
+    /// The manifests (a kustomize directory is followed through its resources).
+    #[arg(long, value_name = "DIR", default_value = "k8s")]
+    manifests: PathBuf,
+    /// The index2ip binary (default: next to netlab, on PATH, or /opt/cni/bin).
+    #[arg(long, value_name = "PATH")]
+    index2ip: Option<PathBuf>,
+    /// Debian's reference CNI plugins.
+    #[arg(long, value_name = "DIR", default_value = "/usr/lib/cni")]
+    plugins: PathBuf,
+}
+
+impl LabOpts {
+    fn args(self) -> netlab::lab::cli::LabArgs {
+        netlab::lab::cli::LabArgs {
+            name: self.name.name,
+            topology: self.topology,
+            manifests: self.manifests,
+            index2ip: self.index2ip,
+            reference_dir: self.plugins,
+        }
+    }
+}
+
+fn verdict(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -156,5 +240,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
+        Command::Up(opts) => {
+            lab::up(&opts.args(), &mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status {
+            name,
+            network_status,
+        } => {
+            lab::status(&name.name, network_status, &mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check(n) => Ok(verdict(lab::check(&n.name, &mut std::io::stdout())?)),
+        Command::Exec { name, pod, cmd } => Ok(lab::exec(&name.name, &pod, &cmd)?),
+        Command::Down(n) => Ok(verdict(lab::down(&n.name, &mut std::io::stdout())?)),
+        Command::Run(opts) => Ok(verdict(lab::run(&opts.args(), &mut std::io::stdout())?)),
+        Command::Listen { args } => Ok(netlab::lab::check::listen_main(&args)),
+        Command::Connect { args } => Ok(netlab::lab::check::connect_main(&args)),
     }
 }

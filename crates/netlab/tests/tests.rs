@@ -4,6 +4,8 @@
 //!   networks as the world it lives in);
 //! - `repo`: the repository's k8s/ passes lint, read directly and rendered by kubectl; the plugin table agrees
 //!   with the installed reference plugins;
+//! - `lab`: the lab for real (root): the default lab up, checked and down with nothing left; a /29 site refusing an
+//!   index against the right pod; one index asked for twice on a node; a lab killed during `up` removed by `down`;
 //! - `cli`: the binary: exit codes, file:line, JSON, `--nodes`, `gen --check` on the checked-in tree and on a
 //!   changed copy.
 
@@ -11,6 +13,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod cli;
+mod lab;
 mod repo;
 mod rules;
 mod util;

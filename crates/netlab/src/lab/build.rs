@@ -1,0 +1,658 @@
+//! `up`: builds the site, the nodes and the pods, recording each thing in the state file before making it.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use ipnet::Ipv4Net;
+
+use crate::lab::cluster::Cluster;
+use crate::lab::runtime::Runtime;
+use crate::lab::state::{NodeState, PodState, Resource, State, RUN_DIR};
+use crate::lab::sys::{self, ip, ip_in};
+use crate::lab::topology::Topology;
+use crate::lab::Error;
+
+/// Where plugins keep their state.
+pub const VAR_LIB_CNI: &str = "/var/lib/cni";
+/// The file in [`RUN_DIR`] saying that a lab created [`VAR_LIB_CNI`].
+pub const VAR_LIB_CNI_MARKER: &str = "created-var-lib-cni";
+
+/// How to bring a lab up.
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    /// The lab's name: its namespaces are `NAME-...`, its state `/run/netlab/NAME`.
+    pub name: String,
+    /// Where the manifests came from, for the record.
+    pub manifests: String,
+    /// The index2ip binary to install into the lab's plugin directory.
+    pub index2ip: PathBuf,
+    /// Debian's reference plugins.
+    pub reference_dir: PathBuf,
+    /// Plugins to put in front of the real ones (cni-shim's directory when tracing): name -> executable.
+    pub overrides: BTreeMap<String, PathBuf>,
+}
+
+/// A pod to create: name, namespace, node, owner, annotations.
+#[derive(Debug, Clone)]
+pub struct PodPlan {
+    /// Name.
+    pub name: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Node.
+    pub node: String,
+    /// What made it.
+    pub owner: String,
+    /// Annotations.
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// The pods the lab runs: one per node for each pod-network DaemonSet selecting it, a plain pod per node, and the
+/// topology's own.
+pub fn pods(topology: &Topology, cluster: &Cluster) -> Vec<PodPlan> {
+    let mut pods = Vec::new();
+    for node in &topology.nodes {
+        for w in cluster
+            .workloads
+            .iter()
+            .filter(|w| w.selector.matches(&node.labels))
+        {
+            pods.push(PodPlan {
+                name: format!("{}-{}", w.name, node.name),
+                namespace: w.namespace.clone(),
+                node: node.name.clone(),
+                owner: format!("DaemonSet {}/{}", w.namespace, w.name),
+                annotations: w.annotations.clone(),
+            });
+        }
+        pods.push(PodPlan {
+            name: format!("plain-{}", node.name),
+            namespace: "default".into(),
+            node: node.name.clone(),
+            owner: "a plain pod, no network annotations".into(),
+            annotations: BTreeMap::new(),
+        });
+    }
+    for p in &topology.pods {
+        pods.push(PodPlan {
+            name: p.name.clone(),
+            namespace: p.namespace.clone(),
+            node: p.node.clone(),
+            owner: "the topology file".into(),
+            annotations: p.annotations.clone(),
+        });
+    }
+    pods
+}
+
+/// Brings the lab up. On failure the state file holds everything made so far, for `down`.
+pub fn up(
+    opts: &UpOptions,
+    topology: &Topology,
+    cluster: &Cluster,
+    out: &mut dyn Write,
+) -> Result<State, Error> {
+    if !sys::is_root() {
+        return Err(Error::Lab(
+            "the lab needs root: it creates network namespaces and mounts".into(),
+        ));
+    }
+    if let Some(existing) = State::load(&opts.name)? {
+        return Err(Error::Lab(format!(
+            "lab {} is already up (state in {}): run `netlab down` first",
+            existing.name,
+            State::path(&existing.name).display()
+        )));
+    }
+    let dir = Path::new(RUN_DIR).join(&opts.name);
+    let mut created_run = Vec::new();
+    for d in [Path::new(RUN_DIR), dir.as_path()] {
+        if !d.exists() {
+            std::fs::create_dir(d).map_err(|e| Error::io(d, e))?;
+            created_run.push(Resource::Dir { path: d.to_owned() });
+        }
+    }
+    let mut state = State {
+        name: opts.name.clone(),
+        dir: dir.clone(),
+        manifests: opts.manifests.clone(),
+        created: created_run,
+        site_netns: format!("{}-site", opts.name),
+        inet_netns: format!("{}-inet", opts.name),
+        ..State::default()
+    };
+    state.save()?;
+
+    let has_ipvlan = sys::kernel_has_ipvlan(&format!("{}-probe", opts.name));
+    if !has_ipvlan {
+        state
+            .substitutions
+            .push(crate::lab::runtime::MACVLAN_FOR_IPVLAN.into());
+    }
+    let _ = writeln!(
+        out,
+        "==> lab {}: {} nodes, plugins from {}",
+        opts.name,
+        topology.nodes.len(),
+        opts.reference_dir.display()
+    );
+    let bin = plugin_dir(&dir, opts)?;
+    site(&mut state, topology)?;
+    let _ = writeln!(
+        out,
+        "    site switch {} and internet client {} ({})",
+        state.site_netns,
+        state.inet_netns,
+        state.inet_addresses.join(", ")
+    );
+
+    let mnt = dir.join("mnt");
+    std::fs::create_dir_all(&mnt).map_err(|e| Error::io(&mnt, e))?;
+    state.record(Resource::Mount { path: mnt.clone() })?;
+    sys::run("mount", ["--bind", &path_str(&mnt), &path_str(&mnt)])?;
+    sys::run("mount", ["--make-private", &path_str(&mnt)])?;
+    // Plugins keep their state under /var/lib/cni, which each node sees bound to a directory of its own; the
+    // mount point must exist on the host. Where the lab makes it, a marker says so, and the last lab down removes it
+    // (removing it earlier would unmount it in the other labs' node namespaces).
+    let var_lib_cni = Path::new(VAR_LIB_CNI);
+    if !var_lib_cni.exists() {
+        let marker = Path::new(RUN_DIR).join(VAR_LIB_CNI_MARKER);
+        std::fs::write(&marker, "").map_err(|e| Error::io(&marker, e))?;
+        std::fs::create_dir_all(var_lib_cni).map_err(|e| Error::io(var_lib_cni, e))?;
+    }
+
+    let flannel = cluster.flannel.as_ref();
+    let mut flannel_index = 0u32;
+    for (i, spec) in topology.nodes.iter().enumerate() {
+        let runs_flannel = cluster.runs_flannel(&spec.labels);
+        let subnet = match flannel.filter(|_| runs_flannel) {
+            Some(f) => {
+                flannel_index += 1;
+                Some(nth_subnet(f.network, f.subnet_len, flannel_index)?)
+            }
+            None => None,
+        };
+        let node = node(&mut state, topology, cluster, i, spec, subnet)?;
+        let label = node
+            .node_type
+            .clone()
+            .map_or("no mlab/type label".to_owned(), |t| {
+                format!("mlab/type={t}")
+            });
+        let cni = match node.cni_configs.first() {
+            Some((f, _)) => format!("CNI config {f}"),
+            None => "no CNI config".into(),
+        };
+        let fl = node
+            .subnet
+            .as_deref()
+            .map_or("no flannel".to_owned(), |s| format!("flannel {s}"));
+        let _ = writeln!(
+            out,
+            "    node {:<8} {:<22} {:<16} {cni}, {fl}",
+            node.name, label, node.address
+        );
+        state.nodes.push(node);
+        state.save()?;
+    }
+    flannel_routes(&state)?;
+
+    let runtime = Runtime {
+        cni_path: vec![bin],
+        has_ipvlan,
+        flannel_network: flannel.map(|f| f.network),
+    };
+    let plans = pods(topology, cluster);
+    let _ = writeln!(out, "==> {} pods", plans.len());
+    let mut notes = state.substitutions.clone();
+    for plan in plans {
+        let Some(node) = state.node(&plan.node).cloned() else {
+            continue;
+        };
+        let netns = format!("{}-{}", opts.name, plan.name);
+        let mut pod = PodState {
+            name: plan.name.clone(),
+            namespace: plan.namespace.clone(),
+            node: plan.node.clone(),
+            owner: plan.owner.clone(),
+            netns: netns.clone(),
+            ..PodState::default()
+        };
+        state.record(Resource::Netns {
+            name: netns.clone(),
+        })?;
+        ip(&["netns", "add", &netns])?;
+        ip_in(&netns, &["link", "set", "lo", "up"])?;
+        // The lab starts pods without IPv6 duplicate address detection, which would only add seconds of waiting.
+        sys::sysctl_in(&netns, "net.ipv6.conf.default.accept_dad", "0")?;
+        state.pods.push(pod.clone());
+        state.save()?;
+        let held: BTreeMap<u32, String> = state
+            .pods
+            .iter()
+            .filter(|p| p.node == plan.node)
+            .flat_map(|p| {
+                p.attachments
+                    .iter()
+                    .filter(|a| a.result.is_some())
+                    .filter_map(|a| a.index.map(|i| (i, p.name.clone())))
+            })
+            .collect();
+        runtime.attach(
+            cluster,
+            &node,
+            &mut pod,
+            &plan.annotations,
+            &held,
+            &mut notes,
+        );
+        pod.network_status = crate::lab::runtime::network_status(&pod);
+        let _ = writeln!(out, "    {}", pod_line(&pod));
+        if let Some(slot) = state
+            .pods
+            .iter_mut()
+            .find(|p| p.name == pod.name && p.namespace == pod.namespace)
+        {
+            *slot = pod;
+        }
+        state.save()?;
+    }
+    mark_index_conflicts(&mut state);
+    state.substitutions = notes;
+    state.complete = true;
+    state.save()?;
+    for s in &state.substitutions {
+        let _ = writeln!(out, "NOTE: {s}");
+    }
+    Ok(state)
+}
+
+/// One line per pod for progress: its interfaces and addresses, or why it has none.
+pub fn pod_line(pod: &PodState) -> String {
+    let ifaces: Vec<String> = pod
+        .attachments
+        .iter()
+        .filter_map(|a| {
+            let r = a.result.as_ref()?;
+            let ips: Vec<&str> = r
+                .get("ips")?
+                .as_array()?
+                .iter()
+                .filter_map(|i| i.get("address")?.as_str())
+                .collect();
+            Some(format!("{} {}", a.ifname, ips.join(" ")))
+        })
+        .collect();
+    match &pod.error {
+        None => format!(
+            "pod {:<22} on {:<6} {}",
+            pod.name,
+            pod.node,
+            ifaces.join(", ")
+        ),
+        Some(e) => format!("pod {:<22} on {:<6} FAILED: {e}", pod.name, pod.node),
+    }
+}
+
+/// Two pods on one node asking for the same index cannot both have it: say so against both.
+fn mark_index_conflicts(state: &mut State) {
+    let mut holders: BTreeMap<(String, u32), Vec<String>> = BTreeMap::new();
+    for p in &state.pods {
+        for a in &p.attachments {
+            if let Some(i) = a.index {
+                holders
+                    .entry((p.node.clone(), i))
+                    .or_default()
+                    .push(p.name.clone());
+            }
+        }
+    }
+    for ((node, index), names) in holders.into_iter().filter(|(_, v)| v.len() > 1) {
+        for p in state
+            .pods
+            .iter_mut()
+            .filter(|p| p.node == node && names.contains(&p.name))
+        {
+            let others: Vec<&str> = names
+                .iter()
+                .filter(|n| **n != p.name)
+                .map(String::as_str)
+                .collect();
+            let own = p
+                .attachments
+                .iter()
+                .find(|a| a.index == Some(index))
+                .and_then(|a| a.error.clone());
+            let msg = format!(
+                "index {index} on node {node} is asked for by this pod and {}: one node has one address per index{}",
+                others.join(", "),
+                own.map_or(String::new(), |e| format!("; this pod's ADD failed: {e}"))
+            );
+            p.error.get_or_insert(msg);
+        }
+    }
+}
+
+fn path_str(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// The lab's CNI_PATH: the reference plugins, index2ip, and any overrides, as symlinks.
+fn plugin_dir(dir: &Path, opts: &UpOptions) -> Result<PathBuf, Error> {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).map_err(|e| Error::io(&bin, e))?;
+    let entries =
+        std::fs::read_dir(&opts.reference_dir).map_err(|e| Error::io(&opts.reference_dir, e))?;
+    let mut links: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for e in entries.flatten() {
+        links.insert(e.file_name().to_string_lossy().into_owned(), e.path());
+    }
+    let index2ip = opts
+        .index2ip
+        .canonicalize()
+        .map_err(|e| Error::io(&opts.index2ip, e))?;
+    links.insert("index2ip".into(), index2ip);
+    links.extend(opts.overrides.clone());
+    for (name, target) in links {
+        let link = bin.join(&name);
+        std::os::unix::fs::symlink(&target, &link).map_err(|e| Error::io(&link, e))?;
+    }
+    Ok(bin)
+}
+
+/// The site switch and the internet client, which holds the block's gateway addresses.
+fn site(state: &mut State, t: &Topology) -> Result<(), Error> {
+    let (site, inet) = (state.site_netns.clone(), state.inet_netns.clone());
+    for ns in [&site, &inet] {
+        state.record(Resource::Netns { name: ns.clone() })?;
+        ip(&["netns", "add", ns])?;
+        ip_in(ns, &["link", "set", "lo", "up"])?;
+    }
+    ip_in(&site, &["link", "add", "br0", "type", "bridge"])?;
+    ip_in(&site, &["link", "set", "br0", "up"])?;
+    ip_in(
+        &inet,
+        &[
+            "link", "add", "eth0", "type", "veth", "peer", "name", "pinet", "netns", &site,
+        ],
+    )?;
+    ip_in(&site, &["link", "set", "pinet", "master", "br0", "up"])?;
+    let v4 = format!("{}/{}", t.site.gateway4, t.site.ipv4.prefix_len());
+    ip_in(&inet, &["addr", "add", &v4, "dev", "eth0"])?;
+    state.inet_addresses.push(v4);
+    if let (Some(net), Some(gw)) = (t.site.ipv6, t.site.gateway6) {
+        let v6 = format!("{gw}/{}", net.prefix_len());
+        ip_in(&inet, &["addr", "add", &v6, "dev", "eth0", "nodad"])?;
+        state.inet_addresses.push(v6);
+    }
+    ip_in(&inet, &["link", "set", "eth0", "up"])?;
+    state.save()
+}
+
+fn node(
+    state: &mut State,
+    t: &Topology,
+    cluster: &Cluster,
+    i: usize,
+    spec: &crate::lab::topology::NodeSpec,
+    subnet: Option<Ipv4Net>,
+) -> Result<NodeState, Error> {
+    let netns = format!("{}-{}", state.name, spec.name);
+    let dir = state.dir.join("nodes").join(&spec.name);
+    let cni_state = dir.join("cni-state");
+    let net_d = dir.join("net.d");
+    for d in [&cni_state, &net_d] {
+        std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
+    }
+    let cmdline = dir.join("cmdline");
+    std::fs::write(&cmdline, t.cmdline(spec)).map_err(|e| Error::io(&cmdline, e))?;
+    let cni_configs = cluster.configs_for(&spec.labels);
+    for (name, text) in &cni_configs {
+        let p = net_d.join(name);
+        std::fs::write(&p, text).map_err(|e| Error::io(&p, e))?;
+    }
+
+    state.record(Resource::Netns {
+        name: netns.clone(),
+    })?;
+    ip(&["netns", "add", &netns])?;
+    let port = format!("p{i}");
+    ip_in(
+        &netns,
+        &[
+            "link",
+            "add",
+            "eth0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &port,
+            "netns",
+            &state.site_netns,
+        ],
+    )?;
+    ip_in(
+        &state.site_netns,
+        &["link", "set", &port, "master", "br0", "up"],
+    )?;
+    let address = t.node_address(spec);
+    let v4 = format!("{address}/{}", t.site.ipv4.prefix_len());
+    ip_in(&netns, &["addr", "add", &v4, "dev", "eth0"])?;
+    if let (Some(a6), Some(net)) = (t.node_address6(spec), t.site.ipv6) {
+        ip_in(
+            &netns,
+            &[
+                "addr",
+                "add",
+                &format!("{a6}/{}", net.prefix_len()),
+                "dev",
+                "eth0",
+                "nodad",
+            ],
+        )?;
+    }
+    for dev in ["lo", "eth0"] {
+        ip_in(&netns, &["link", "set", dev, "up"])?;
+    }
+    ip_in(
+        &netns,
+        &[
+            "route",
+            "add",
+            "default",
+            "via",
+            &t.site.gateway4.to_string(),
+        ],
+    )?;
+    sys::sysctl_in(&netns, "net.ipv4.ip_forward", "1")?;
+
+    // The node's own view of the files its plugins read: its kernel command line and its CNI state.
+    let mnt = state.dir.join("mnt").join(&spec.name);
+    std::fs::write(&mnt, "").map_err(|e| Error::io(&mnt, e))?;
+    state.record(Resource::Mount { path: mnt.clone() })?;
+    sys::run(
+        "unshare",
+        [
+            &format!("--mount={}", mnt.display()),
+            // Slave: the pods' namespaces, bound under /run/netns after this, must show through.
+            "--propagation",
+            "slave",
+            "sh",
+            "-c",
+            "mount --bind \"$1\" /proc/cmdline && mount --bind \"$2\" /var/lib/cni",
+            "sh",
+            &path_str(&cmdline),
+            &path_str(&cni_state),
+        ],
+    )?;
+
+    if let Some(sn) = subnet {
+        flannel_node(&netns, i, address, sn)?;
+        let env = format!(
+            "FLANNEL_NETWORK={}\nFLANNEL_SUBNET={}/{}\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n",
+            cluster
+                .flannel
+                .as_ref()
+                .map(|f| f.network.to_string())
+                .unwrap_or_default(),
+            first_host(sn),
+            sn.prefix_len()
+        );
+        let p = dir.join("subnet.env");
+        std::fs::write(&p, env).map_err(|e| Error::io(&p, e))?;
+    }
+    Ok(NodeState {
+        name: spec.name.clone(),
+        node_type: Topology::node_type(spec).map(str::to_owned),
+        netns,
+        mnt,
+        dir,
+        address: address.to_string(),
+        subnet: subnet.map(|s| s.to_string()),
+        cni_configs,
+    })
+}
+
+fn first_host(net: Ipv4Net) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(net.network()).saturating_add(1))
+}
+
+/// The n-th subnet of flannel's network (the first, holding the network address, is skipped as flannel does).
+fn nth_subnet(network: Ipv4Net, len: u8, n: u32) -> Result<Ipv4Net, Error> {
+    let size = 1u32.checked_shl(32 - u32::from(len)).unwrap_or(0);
+    let base = u32::from(network.network());
+    let start = n.checked_mul(size).and_then(|o| base.checked_add(o));
+    match start.and_then(|s| Ipv4Net::new(Ipv4Addr::from(s), len).ok()) {
+        Some(sn) if network.contains(&sn) => Ok(sn),
+        _ => Err(Error::Lab(format!(
+            "flannel network {network} has no room for a {n}th /{len} subnet"
+        ))),
+    }
+}
+
+fn vtep_mac(i: usize) -> String {
+    format!("0a:58:00:00:{:02x}:{:02x}", (i >> 8) & 0xff, i & 0xff)
+}
+
+/// The node's side of flannel's vxlan backend: `flannel.1` with the subnet's network address.
+fn flannel_node(netns: &str, i: usize, address: Ipv4Addr, subnet: Ipv4Net) -> Result<(), Error> {
+    ip_in(
+        netns,
+        &[
+            "link",
+            "add",
+            "flannel.1",
+            "address",
+            &vtep_mac(i),
+            "type",
+            "vxlan",
+            "id",
+            "1",
+            "local",
+            &address.to_string(),
+            "dev",
+            "eth0",
+            "dstport",
+            "8472",
+            "nolearning",
+        ],
+    )?;
+    ip_in(
+        netns,
+        &[
+            "addr",
+            "add",
+            &format!("{}/32", subnet.network()),
+            "dev",
+            "flannel.1",
+        ],
+    )?;
+    ip_in(netns, &["link", "set", "flannel.1", "mtu", "1450", "up"])?;
+    Ok(())
+}
+
+/// What flanneld programs on each node for every other: a route to its subnet through `flannel.1`, the
+/// neighbour entry of its VTEP, and the forwarding entry to its address.
+fn flannel_routes(state: &State) -> Result<(), Error> {
+    let nodes: Vec<(usize, &NodeState, Ipv4Net)> = state
+        .nodes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| {
+            n.subnet
+                .as_deref()
+                .and_then(|s| s.parse().ok())
+                .map(|s| (i, n, s))
+        })
+        .collect();
+    for (_, here, _) in &nodes {
+        for (j, there, sn) in nodes.iter().filter(|(_, n, _)| n.name != here.name) {
+            let vtep = sn.network().to_string();
+            let mac = vtep_mac(*j);
+            ip_in(
+                &here.netns,
+                &[
+                    "route",
+                    "add",
+                    &sn.to_string(),
+                    "via",
+                    &vtep,
+                    "dev",
+                    "flannel.1",
+                    "onlink",
+                ],
+            )?;
+            ip_in(
+                &here.netns,
+                &[
+                    "neigh",
+                    "add",
+                    &vtep,
+                    "lladdr",
+                    &mac,
+                    "dev",
+                    "flannel.1",
+                    "nud",
+                    "permanent",
+                ],
+            )?;
+            sys::run(
+                "bridge",
+                [
+                    "-n",
+                    &here.netns,
+                    "fdb",
+                    "append",
+                    &mac,
+                    "dev",
+                    "flannel.1",
+                    "dst",
+                    &there.address,
+                ],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flannel_subnets_skip_the_first() {
+        let net: Ipv4Net = "192.168.0.0/16".parse().unwrap();
+        assert_eq!(
+            nth_subnet(net, 26, 1).unwrap().to_string(),
+            "192.168.0.64/26"
+        );
+        assert_eq!(
+            nth_subnet(net, 26, 5).unwrap().to_string(),
+            "192.168.1.64/26"
+        );
+        assert!(nth_subnet(net, 26, 1024).is_err());
+    }
+}

@@ -1,0 +1,182 @@
+//! The lab's state file: everything `up` made, written before each step takes effect, so that `down` can undo
+//! it after a crash.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::lab::Error;
+
+/// Where labs keep their state: one directory per lab name.
+pub const RUN_DIR: &str = "/run/netlab";
+
+/// Something the lab created on the host, to remove at `down`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Resource {
+    /// A network namespace (its links go with it).
+    Netns {
+        /// Its name.
+        name: String,
+    },
+    /// A mount point (a persistent mount namespace, or the private bind that holds them).
+    Mount {
+        /// Where.
+        path: PathBuf,
+    },
+    /// A directory that did not exist on the host before (removed only when empty).
+    Dir {
+        /// Where.
+        path: PathBuf,
+    },
+}
+
+/// A node as brought up.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeState {
+    /// Its name.
+    pub name: String,
+    /// `mlab/type`, if labelled.
+    pub node_type: Option<String>,
+    /// Its network namespace.
+    pub netns: String,
+    /// Its persistent mount namespace (a file bound to it).
+    pub mnt: PathBuf,
+    /// Its own files: cmdline, net.d, CNI state.
+    pub dir: PathBuf,
+    /// Its address on the site switch.
+    pub address: String,
+    /// Its flannel subnet, where flannel runs there.
+    pub subnet: Option<String>,
+    /// The CNI configuration files the manifests install there, by file name.
+    pub cni_configs: Vec<(String, String)>,
+}
+
+/// One network attachment of a pod.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// The network as the pod named it (`namespace/name` of its NAD), or the node's cluster network.
+    pub network: String,
+    /// The interface in the pod.
+    pub ifname: String,
+    /// Whether it is the pod's default network.
+    pub default: bool,
+    /// The conflist as executed (after the lab's flannel and ipvlan substitutions).
+    pub conflist: Value,
+    /// The index2ip index its IPAM asked for, if any.
+    pub index: Option<u32>,
+    /// The chain's result, once ADD succeeded.
+    pub result: Option<Value>,
+    /// Why ADD failed.
+    pub error: Option<String>,
+}
+
+/// A pod as brought up.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PodState {
+    /// Its name.
+    pub name: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// Its node.
+    pub node: String,
+    /// What made it (a DaemonSet, or the lab's plain pod).
+    pub owner: String,
+    /// Its network namespace.
+    pub netns: String,
+    /// Its attachments, in the order they were made.
+    pub attachments: Vec<Attachment>,
+    /// Why it got no network at all.
+    pub error: Option<String>,
+    /// The `k8s.v1.cni.cncf.io/network-status` annotation multus would write, from the results.
+    #[serde(default)]
+    pub network_status: Value,
+}
+
+/// The whole lab.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    /// The lab's name.
+    pub name: String,
+    /// Its directory.
+    pub dir: PathBuf,
+    /// The manifests it was built from.
+    pub manifests: String,
+    /// What it created, in order.
+    pub created: Vec<Resource>,
+    /// The nodes.
+    pub nodes: Vec<NodeState>,
+    /// The pods.
+    pub pods: Vec<PodState>,
+    /// The site switch's namespace.
+    pub site_netns: String,
+    /// The internet client's namespace.
+    pub inet_netns: String,
+    /// The internet client's addresses.
+    pub inet_addresses: Vec<String>,
+    /// What the lab had to change to run here (ipvlan swapped for macvlan), said in every output.
+    pub substitutions: Vec<String>,
+    /// Whether `up` finished.
+    pub complete: bool,
+}
+
+impl State {
+    /// The state file of lab `name`.
+    pub fn path(name: &str) -> PathBuf {
+        Path::new(RUN_DIR).join(name).join("state.json")
+    }
+
+    /// Reads lab `name`'s state; `None` when there is no such lab.
+    pub fn load(name: &str) -> Result<Option<State>, Error> {
+        let path = State::path(name);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| Error::State {
+                    path,
+                    reason: e.to_string(),
+                }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::State {
+                path,
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// Writes the state atomically (temp file, then rename), so a crash leaves the old or the new one whole.
+    pub fn save(&self) -> Result<(), Error> {
+        let path = State::path(&self.name);
+        let tmp = path.with_extension("json.tmp");
+        let err = |e: std::io::Error| Error::State {
+            path: path.clone(),
+            reason: e.to_string(),
+        };
+        let text = serde_json::to_vec_pretty(self).map_err(|e| Error::State {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        std::fs::write(&tmp, text).map_err(err)?;
+        std::fs::rename(&tmp, &path).map_err(err)
+    }
+
+    /// Records a resource and saves, before the caller creates it: a crash in between leaves an entry for something
+    /// that may not exist, which `down` tolerates, never the reverse.
+    pub fn record(&mut self, r: Resource) -> Result<(), Error> {
+        self.created.push(r);
+        self.save()
+    }
+
+    /// A node by name.
+    pub fn node(&self, name: &str) -> Option<&NodeState> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    /// A pod by name (`name` or `namespace/name`).
+    pub fn pod(&self, name: &str) -> Option<&PodState> {
+        self.pods
+            .iter()
+            .find(|p| p.name == name || format!("{}/{}", p.namespace, p.name) == name)
+    }
+}

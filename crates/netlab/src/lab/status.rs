@@ -1,0 +1,103 @@
+//! `status`: what every pod has, read from the kernel, as a table.
+
+use std::io::Write;
+
+use serde_json::Value;
+
+use crate::lab::state::State;
+use crate::lab::sys;
+
+/// A pod's interfaces and their addresses, from `ip -j addr` in its namespace (loopback and link-local left out).
+pub fn interfaces(netns: &str) -> Vec<(String, Vec<String>)> {
+    let Ok(text) = sys::ip_in(netns, &["-j", "addr", "show"]) else {
+        return Vec::new();
+    };
+    let links: Vec<Value> = serde_json::from_str(&text).unwrap_or_default();
+    links
+        .iter()
+        .filter_map(|l| {
+            let name = l.get("ifname")?.as_str()?;
+            if name == "lo" {
+                return None;
+            }
+            let addrs = l
+                .get("addr_info")?
+                .as_array()?
+                .iter()
+                .filter(|a| a.get("scope").and_then(Value::as_str) == Some("global"))
+                .filter_map(|a| {
+                    Some(format!(
+                        "{}/{}",
+                        a.get("local")?.as_str()?,
+                        a.get("prefixlen")?.as_u64()?
+                    ))
+                })
+                .collect();
+            Some((name.to_owned(), addrs))
+        })
+        .collect()
+}
+
+/// Prints each pod's `k8s.v1.cni.cncf.io/network-status` annotation, as multus would have written it.
+pub fn print_network_status(state: &State, out: &mut dyn Write) {
+    for pod in &state.pods {
+        let text = serde_json::to_string_pretty(&pod.network_status).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{}/{} k8s.v1.cni.cncf.io/network-status:\n{text}",
+            pod.namespace, pod.name
+        );
+    }
+}
+
+/// Prints the table.
+pub fn print(state: &State, out: &mut dyn Write) {
+    let _ = writeln!(
+        out,
+        "lab {} ({} nodes, {} pods){}",
+        state.name,
+        state.nodes.len(),
+        state.pods.len(),
+        if state.complete {
+            ""
+        } else {
+            ": up did not finish; run `netlab down`"
+        }
+    );
+    let _ = writeln!(
+        out,
+        "{:<8} {:<20} {:<24} {:<10} ADDRESSES",
+        "NODE", "LABEL", "POD", "INTERFACE"
+    );
+    for node in &state.nodes {
+        let label = node
+            .node_type
+            .as_ref()
+            .map_or("(none)".to_owned(), |t| format!("mlab/type={t}"));
+        for pod in state.pods.iter().filter(|p| p.node == node.name) {
+            let ifaces = interfaces(&pod.netns);
+            if ifaces.is_empty() {
+                let why = pod.error.as_deref().unwrap_or("no interfaces");
+                let _ = writeln!(
+                    out,
+                    "{:<8} {:<20} {:<24} {:<10} no network: {}",
+                    node.name, label, pod.name, "-", why
+                );
+            }
+            for (ifname, addrs) in ifaces {
+                let _ = writeln!(
+                    out,
+                    "{:<8} {:<20} {:<24} {:<10} {}",
+                    node.name,
+                    label,
+                    pod.name,
+                    ifname,
+                    addrs.join(" ")
+                );
+            }
+        }
+    }
+    for s in &state.substitutions {
+        let _ = writeln!(out, "NOTE: {s}");
+    }
+}

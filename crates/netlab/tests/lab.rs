@@ -1,0 +1,234 @@
+//! The lab, run for real: network namespaces, the reference plugins and index2ip. Root only; each test uses a lab
+//! name of its own and checks that nothing is left behind.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::util::{root, skip};
+
+fn netlab() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_netlab"))
+}
+
+/// index2ip as the workspace builds it, beside netlab.
+fn index2ip() -> PathBuf {
+    netlab().with_file_name("index2ip")
+}
+
+fn ready(test: &str) -> bool {
+    let root_user = std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+    });
+    if !root_user {
+        skip(
+            test,
+            "needs root: the lab creates network namespaces and mounts",
+        );
+        return false;
+    }
+    for (path, how) in [
+        (index2ip(), "cargo build -p index2ip"),
+        (
+            PathBuf::from("/usr/lib/cni/macvlan"),
+            "apt-get install containernetworking-plugins",
+        ),
+        (
+            PathBuf::from("/usr/bin/ping"),
+            "apt-get install iputils-ping",
+        ),
+    ] {
+        if !path.is_file() {
+            skip(test, &format!("{} is missing ({how})", path.display()));
+            return false;
+        }
+    }
+    true
+}
+
+/// Runs netlab with a lab name and the repository's manifests.
+fn lab(name: &str, verb: &str, extra: &[&str]) -> Output {
+    let mut cmd = Command::new(netlab());
+    cmd.current_dir(root()).arg(verb).args(["--name", name]);
+    if matches!(verb, "up" | "run") {
+        cmd.args(["--manifests", "k8s", "--index2ip"])
+            .arg(index2ip());
+    }
+    cmd.args(extra).output().unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Takes the lab down (also when the test failed) and asserts nothing of it remains.
+struct Guard(String);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let out = lab(&self.0, "down", &[]);
+        let left: Vec<String> = String::from_utf8_lossy(
+            &Command::new("ip")
+                .args(["netns", "list"])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .lines()
+        .filter(|l| l.starts_with(&format!("{}-", self.0)))
+        .map(str::to_owned)
+        .collect();
+        if !std::thread::panicking() {
+            assert!(out.status.success(), "down: {}", text(&out));
+            assert!(left.is_empty(), "namespaces left: {left:?}");
+            assert!(
+                !Path::new("/run/netlab").join(&self.0).exists(),
+                "state directory left"
+            );
+        }
+    }
+}
+
+fn name(tag: &str) -> String {
+    format!("nl{tag}{}", std::process::id())
+}
+
+#[test]
+fn the_default_lab_comes_up_checks_out_and_leaves_nothing() {
+    if !ready("lab::default") {
+        return;
+    }
+    let n = name("d");
+    let _guard = Guard(n.clone());
+    let out = lab(&n, "run", &[]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    for expected in [
+        // Physical nodes run multus with flannel as the cluster network; the virtual node plain flannel.
+        "node mlab1    mlab/type=physical     192.0.2.9        CNI config 00-multus.conf",
+        "node virt1    mlab/type=virtual",
+        // ndt-index2 gets index 2 on each machine: 9 + 2, 22 + 2, with the IPv6 convention.
+        "net1 192.0.2.11/26 2001:db8:1::11/64",
+        "net1 192.0.2.24/26 2001:db8:1::24/64",
+        // The unlabelled node is reported as the operator must hear it.
+        "node bare1 has no mlab/type label",
+        "WARN plain-bare1",
+        "==> check passed",
+        "nothing left behind",
+    ] {
+        assert!(t.contains(expected), "missing {expected:?} in:\n{t}");
+    }
+    // The check really looked: TCP to every public address, flannel across nodes.
+    assert_eq!(t.matches("tcp ok").count(), 16, "{t}");
+    assert!(t.contains("10/10"), "{t}");
+    // A second down has nothing to do and says so.
+    let again = lab(&n, "down", &[]);
+    assert!(
+        again.status.success() && text(&again).contains("no lab"),
+        "{}",
+        text(&again)
+    );
+}
+
+#[test]
+fn an_index_beyond_a_small_site_is_refused_against_its_pod() {
+    if !ready("lab::small-site") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("netlab-topo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let topo = dir.join("site29.yaml");
+    std::fs::write(
+        &topo,
+        "site: {ipv4: 192.0.2.0/29, gateway4: 192.0.2.1, dns: [198.51.100.53]}\n\
+         nodes:\n  - {name: mlab1, offset: 3, labels: {mlab/type: physical}}\n",
+    )
+    .unwrap();
+    let n = name("s");
+    let guard = Guard(n.clone());
+    let up = lab(&n, "up", &["--topology", topo.to_str().unwrap()]);
+    let t = text(&up);
+    assert!(up.status.success(), "{t}");
+    // Index 2 fits a /29 with the machine at +3; index 5 (wehe) does not, and index2ip says why and what fits.
+    assert!(
+        t.contains("pod ndt-index2-mlab1       on mlab1  eth0 192.168.0.66/26, net1 192.0.2.5/29"),
+        "{t}"
+    );
+    let wehe = t
+        .lines()
+        .find(|l| l.contains("pod wehe-index5-mlab1"))
+        .unwrap_or_default();
+    assert!(
+        wehe.contains("FAILED: net1 (default/index2ip-index-5-conf)"),
+        "{wehe}"
+    );
+    assert!(wehe.contains("index 5 gives 192.0.2.8, outside the subnet of node block 192.0.2.3/29; indices 1 to 3 fit"), "{wehe}");
+    let check = lab(&n, "check", &[]);
+    assert_eq!(check.status.code(), Some(1), "{}", text(&check));
+    drop(guard);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn two_pods_with_one_index_on_one_node_are_both_reported() {
+    if !ready("lab::duplicate") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("netlab-dup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let topo = dir.join("dup.yaml");
+    std::fs::write(
+        &topo,
+        "site: {ipv4: 192.0.2.0/26, gateway4: 192.0.2.1}\n\
+         nodes:\n  - {name: mlab1, offset: 9, labels: {mlab/type: physical}}\n\
+         pods:\n  - name: other-ndt\n    node: mlab1\n    annotations:\n\
+         \x20     k8s.v1.cni.cncf.io/networks: index2ip-index-2-conf\n\
+         \x20     v1.multus-cni.io/default-network: flannel-experiment-conf\n",
+    )
+    .unwrap();
+    let n = name("x");
+    let guard = Guard(n.clone());
+    let up = lab(&n, "up", &["--topology", topo.to_str().unwrap()]);
+    assert!(up.status.success(), "{}", text(&up));
+    let check = lab(&n, "check", &[]);
+    let t = text(&check);
+    assert_eq!(check.status.code(), Some(1), "{t}");
+    for pod in ["ndt-index2-mlab1", "other-ndt"] {
+        let line = t
+            .lines()
+            .find(|l| l.starts_with(&format!("FAIL {pod}:")) && l.contains("index 2"))
+            .unwrap_or_default();
+        assert!(!line.is_empty(), "no failure against {pod}:\n{t}");
+    }
+    assert!(
+        t.contains("already held on node mlab1 by pod ndt-index2-mlab1") || t.contains("in use"),
+        "{t}"
+    );
+    drop(guard);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_lab_killed_during_up_is_fully_removed_by_down() {
+    if !ready("lab::killed") {
+        return;
+    }
+    let n = name("k");
+    let _guard = Guard(n.clone());
+    let mut child = Command::new(netlab())
+        .current_dir(root())
+        .args(["up", "--name", &n, "--manifests", "k8s", "--index2ip"])
+        .arg(index2ip())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Somewhere in the middle: after the site and some nodes or pods exist.
+    std::thread::sleep(std::time::Duration::from_millis(250));
+    let _ = child.kill();
+    let _ = child.wait();
+    // The guard's down must leave nothing, wherever up was stopped.
+}
