@@ -9,8 +9,8 @@ scripts/setup.sh
 iterations=${1:-300}
 out=${BENCH_OUT:-BENCHMARKS.md}
 
-echo "==> building (release): index2ip dynamic, the harness"
-cargo build --release --quiet -p index2ip -p bench
+echo "==> building (release): index2ip dynamic, netlab, the harness"
+cargo build --release --quiet -p index2ip -p bench -p netlab
 
 # Static: musl where the target is installed (or can be), else glibc with crt-static.
 musl=x86_64-unknown-linux-musl
@@ -29,4 +29,5 @@ echo "==> measuring, $iterations calls per case"
 target/release/bench --iterations "$iterations" --out "$out" \
     --bin floor="$static_dir/floor" \
     --bin index2ip-static="$static_dir/index2ip" \
-    --bin index2ip-dynamic=target/release/index2ip
+    --bin index2ip-dynamic=target/release/index2ip \
+    --bin netlab=target/release/netlab

@@ -32,7 +32,7 @@ if ! command -v cargo >/dev/null; then
     say "no Rust toolchain: installing Debian's cargo"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends cargo rustc >/dev/null
 fi
-need=1.80
+need=1.89
 have=$(rustc --version | awk '{print $2}')
 if [ "$(printf '%s\n%s\n' "$need" "$have" | sort -V | head -n1)" != "$need" ]; then
     die "rustc $have is older than $need: install a current toolchain with rustup, then run this again"

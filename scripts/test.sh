@@ -25,6 +25,9 @@ step "manifests: kustomize render, strict schema validation, netlab gen --check,
 cargo build --quiet -p netlab
 NETLAB=target/debug/netlab scripts/validate-k8s.sh
 
+step "fuzz: index2ip's stdin and command-line parsers, 20 s each from the seed corpus"
+scripts/fuzz.sh 20
+
 step "benchmark smoke: one call per case, so the benchmark command does not rot (figures discarded)"
 smoke=$(mktemp)
 trap 'rm -f "$log" "$smoke"' EXIT

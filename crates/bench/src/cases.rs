@@ -194,6 +194,13 @@ pub fn run_all(opts: &Options) -> Result<Vec<Group>, String> {
     }
 
     groups.push(attachment(&ipams, opts.iterations, i2_static.as_deref())?);
+    let netlab = bin("netlab");
+    groups.push(lab(
+        opts.iterations,
+        netlab.as_deref(),
+        i2_dynamic.as_deref(),
+        &dir.0,
+    )?);
     if let Some(first) = groups.first_mut() {
         first.skipped.append(&mut missing);
     }
@@ -283,6 +290,135 @@ fn attachment(ipams: &Ipams, iterations: usize, index2ip: Option<&Path>) -> Resu
     }
     group.note = format!("{note}; ADD is timed, its DEL runs untimed after it");
     Ok(group)
+}
+
+/// The lab at 12, 48 and 200 pods: `netlab up` and `down` wall time, and the plugin processes' share of `up`
+/// (summed from the lab's state), whose difference is the lab's own overhead.
+fn lab(
+    iterations: usize,
+    netlab: Option<&Path>,
+    index2ip: Option<&Path>,
+    dir: &Path,
+) -> Result<Group, String> {
+    let mut group = Group {
+        title: "Lab".into(),
+        note: "netlab up and down of a site with four physical machines (the manifests' DaemonSets, a plain pod per \
+               node, and more plain pods to reach the size), against the time its plugin processes took; \
+               milliseconds as microseconds"
+            .into(),
+        baseline: String::new(),
+        rows: Vec::new(),
+        skipped: Vec::new(),
+    };
+    let (Some(netlab), Some(index2ip)) = (netlab, index2ip) else {
+        group
+            .skipped
+            .push("every case: netlab or index2ip (dynamic) not built".into());
+        return Ok(group);
+    };
+    if !is_root() {
+        group.skipped.push("every case: needs root".into());
+        return Ok(group);
+    }
+    let sizes: &[usize] = if iterations == 1 {
+        &[12]
+    } else {
+        &[12, 48, 200]
+    };
+    let rounds = iterations.clamp(1, 5);
+    for &pods in sizes {
+        let topo = dir.join(format!("lab-{pods}.yaml"));
+        std::fs::write(&topo, topology(pods)).map_err(|e| e.to_string())?;
+        let name = format!("bench{}", std::process::id());
+        let (mut up, mut plugins, mut down) =
+            (Samples::default(), Samples::default(), Samples::default());
+        eprintln!("bench: Lab: {pods} pods x {rounds} rounds");
+        for _ in 0..rounds {
+            let verb = |args: &[&str]| -> Result<Duration, String> {
+                let start = Instant::now();
+                let out = Command::new(netlab)
+                    .args(args)
+                    .output()
+                    .map_err(|e| e.to_string())?;
+                if !out.status.success() {
+                    return Err(format!(
+                        "netlab {}: {}",
+                        args.join(" "),
+                        String::from_utf8_lossy(&out.stdout)
+                    ));
+                }
+                Ok(start.elapsed())
+            };
+            let i2 = index2ip.display().to_string();
+            let t = topo.display().to_string();
+            let took = verb(&[
+                "up",
+                "--name",
+                &name,
+                "--topology",
+                &t,
+                "--index2ip",
+                &i2,
+                "--manifests",
+                "k8s",
+            ]);
+            let state = std::fs::read(format!("/run/netlab/{name}/state.json")).unwrap_or_default();
+            let took_down = verb(&["down", "--name", &name]);
+            up.push(took?);
+            down.push(took_down?);
+            plugins.push(Duration::from_micros(plugin_us(&state)));
+        }
+        group.rows.push((format!("up, {pods} pods"), up));
+        group
+            .rows
+            .push((format!("plugin processes within up, {pods} pods"), plugins));
+        group.rows.push((format!("down, {pods} pods"), down));
+    }
+    group.baseline = group
+        .rows
+        .first()
+        .map(|(n, _)| n.clone())
+        .unwrap_or_default();
+    Ok(group)
+}
+
+/// Four physical machines of a /26 site and extra plain pods, spread over them, up to `pods` in all (the
+/// manifests put two experiment pods and the lab a plain pod on each machine: 12).
+fn topology(pods: usize) -> String {
+    let mut t = String::from(
+        "site: {ipv4: 192.0.2.0/26, gateway4: 192.0.2.1, ipv6: '2001:db8:1::/64', gateway6: '2001:db8:1::1'}\nnodes:\n",
+    );
+    for (n, offset) in [(1, 9), (2, 22), (3, 35), (4, 48)] {
+        t += &format!("  - {{name: mlab{n}, offset: {offset}, labels: {{mlab/type: physical}}}}\n");
+    }
+    let extra: Vec<String> = (0..pods.saturating_sub(12))
+        .map(|i| format!("  - {{name: extra{i}, node: mlab{}}}\n", i % 4 + 1))
+        .collect();
+    if extra.is_empty() {
+        t += "pods: []\n";
+    } else {
+        t += "pods:\n";
+        t += &extra.concat();
+    }
+    t
+}
+
+fn plugin_us(state: &[u8]) -> u64 {
+    let v: serde_json::Value = serde_json::from_slice(state).unwrap_or_default();
+    v.get("pods")
+        .and_then(serde_json::Value::as_array)
+        .map(|pods| {
+            pods.iter()
+                .flat_map(|p| {
+                    p.get("attachments")
+                        .and_then(serde_json::Value::as_array)
+                        .cloned()
+                        .unwrap_or_default()
+                })
+                .filter_map(|a| a.get("add_us").and_then(serde_json::Value::as_u64))
+                .sum()
+        })
+        .unwrap_or(0)
 }
 
 /// `bench worker N`: runs the cases on stdin (JSON) round-robin and prints their samples in microseconds.

@@ -109,6 +109,18 @@ fn goals(groups: &[Group]) -> String {
         false,
         " ×",
     );
+    for size in [12, 48, 200] {
+        let lab = |case: String| median(groups, "Lab", &case);
+        let up = lab(format!("up, {size} pods"));
+        let plugins = lab(format!("plugin processes within up, {size} pods"));
+        row(
+            &format!("netlab's own overhead at {size} pods at most 10% over its plugin calls"),
+            up.zip(plugins).map(|(u, p)| (u / p - 1.0) * 100.0),
+            10.0,
+            true,
+            " %",
+        );
+    }
     s
 }
 

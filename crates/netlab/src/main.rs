@@ -117,6 +117,11 @@ struct LabOpts {
     /// Debian's reference CNI plugins.
     #[arg(long, value_name = "DIR", default_value = "/usr/lib/cni")]
     plugins: PathBuf,
+    /// Record every plugin call, delegated ones included, through cni-shim (found next to netlab, on PATH or in
+    /// /opt/cni/bin, or given); `run` prints a pod's call tree, and `cni-shim tree --shim-dir
+    /// /run/netlab/NAME/shim` reads them while the lab is up.
+    #[arg(long, value_name = "CNI_SHIM", num_args = 0..=1, require_equals = true)]
+    trace: Option<Option<PathBuf>>,
 }
 
 impl LabOpts {
@@ -127,6 +132,7 @@ impl LabOpts {
             manifests: self.manifests,
             index2ip: self.index2ip,
             reference_dir: self.plugins,
+            trace: self.trace,
         }
     }
 }

@@ -30,6 +30,10 @@ fn ready(test: &str) -> bool {
     for (path, how) in [
         (index2ip(), "cargo build -p index2ip"),
         (
+            netlab().with_file_name("cni-shim"),
+            "cargo build -p cni-shim",
+        ),
+        (
             PathBuf::from("/usr/lib/cni/macvlan"),
             "apt-get install containernetworking-plugins",
         ),
@@ -104,7 +108,8 @@ fn the_default_lab_comes_up_checks_out_and_leaves_nothing() {
     }
     let n = name("d");
     let _guard = Guard(n.clone());
-    let out = lab(&n, "run", &[]);
+    // With every plugin call recorded through cni-shim, built beside netlab.
+    let out = lab(&n, "run", &["--trace"]);
     let t = text(&out);
     assert!(out.status.success(), "{t}");
     for expected in [
@@ -118,6 +123,8 @@ fn the_default_lab_comes_up_checks_out_and_leaves_nothing() {
         "node bare1 has no mlab/type label",
         "WARN plain-bare1",
         "==> check passed",
+        // The trace: the main plugin delegating to index2ip, as cni-shim recorded it.
+        "   └─ index2ip ADD net1  ok",
         "nothing left behind",
     ] {
         assert!(t.contains(expected), "missing {expected:?} in:\n{t}");

@@ -30,8 +30,8 @@ pub struct UpOptions {
     pub index2ip: PathBuf,
     /// Debian's reference plugins.
     pub reference_dir: PathBuf,
-    /// Plugins to put in front of the real ones (cni-shim's directory when tracing): name -> executable.
-    pub overrides: BTreeMap<String, PathBuf>,
+    /// cni-shim, to record every plugin call (`--trace`): the runtime's CNI_PATH is then the shim's directory.
+    pub shim: Option<PathBuf>,
 }
 
 /// A pod to create: name, namespace, node, owner, annotations.
@@ -107,22 +107,29 @@ pub fn up(
         )));
     }
     let dir = Path::new(RUN_DIR).join(&opts.name);
-    let mut created_run = Vec::new();
-    for d in [Path::new(RUN_DIR), dir.as_path()] {
-        if !d.exists() {
-            std::fs::create_dir(d).map_err(|e| Error::io(d, e))?;
-            created_run.push(Resource::Dir { path: d.to_owned() });
-        }
-    }
     let mut state = State {
         name: opts.name.clone(),
         dir: dir.clone(),
         manifests: opts.manifests.clone(),
-        created: created_run,
+        created: vec![Resource::Dir { path: dir.clone() }],
         site_netns: format!("{}-site", opts.name),
         inet_netns: format!("{}-inet", opts.name),
         ..State::default()
     };
+    {
+        // What labs share (/run/netlab, /var/lib/cni) is made under a lock that `down` takes to remove it.
+        let _lock = shared_lock()?;
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        // Plugins keep their state under /var/lib/cni, which each node sees bound to a directory of its own; the
+        // mount point must exist on the host. Where the lab makes it, a marker says so, and the last lab down
+        // removes it (removing it earlier would unmount it in the other labs' node namespaces).
+        let var_lib_cni = Path::new(VAR_LIB_CNI);
+        if !var_lib_cni.exists() {
+            let marker = Path::new(RUN_DIR).join(VAR_LIB_CNI_MARKER);
+            std::fs::write(&marker, "").map_err(|e| Error::io(&marker, e))?;
+            std::fs::create_dir_all(var_lib_cni).map_err(|e| Error::io(var_lib_cni, e))?;
+        }
+    }
     state.save()?;
 
     let has_ipvlan = sys::kernel_has_ipvlan(&format!("{}-probe", opts.name));
@@ -139,6 +146,13 @@ pub fn up(
         opts.reference_dir.display()
     );
     let bin = plugin_dir(&dir, opts)?;
+    if opts.shim.is_some() {
+        let _ = writeln!(
+            out,
+            "    tracing: every plugin call goes through cni-shim, records in {}",
+            dir.join("trace").display()
+        );
+    }
     site(&mut state, topology)?;
     let _ = writeln!(
         out,
@@ -153,15 +167,6 @@ pub fn up(
     state.record(Resource::Mount { path: mnt.clone() })?;
     sys::run("mount", ["--bind", &path_str(&mnt), &path_str(&mnt)])?;
     sys::run("mount", ["--make-private", &path_str(&mnt)])?;
-    // Plugins keep their state under /var/lib/cni, which each node sees bound to a directory of its own; the
-    // mount point must exist on the host. Where the lab makes it, a marker says so, and the last lab down removes it
-    // (removing it earlier would unmount it in the other labs' node namespaces).
-    let var_lib_cni = Path::new(VAR_LIB_CNI);
-    if !var_lib_cni.exists() {
-        let marker = Path::new(RUN_DIR).join(VAR_LIB_CNI_MARKER);
-        std::fs::write(&marker, "").map_err(|e| Error::io(&marker, e))?;
-        std::fs::create_dir_all(var_lib_cni).map_err(|e| Error::io(var_lib_cni, e))?;
-    }
 
     let flannel = cluster.flannel.as_ref();
     let mut flannel_index = 0u32;
@@ -269,6 +274,15 @@ pub fn up(
     Ok(state)
 }
 
+/// Serialises the set-up and removal of what labs share, across processes: an exclusive lock on /run, which
+/// always exists and is released when the returned file closes.
+pub fn shared_lock() -> Result<std::fs::File, Error> {
+    let run = Path::new("/run");
+    let f = std::fs::File::open(run).map_err(|e| Error::io(run, e))?;
+    f.lock().map_err(|e| Error::io(run, e))?;
+    Ok(f)
+}
+
 /// One line per pod for progress: its interfaces and addresses, or why it has none.
 pub fn pod_line(pod: &PodState) -> String {
     let ifaces: Vec<String> = pod
@@ -354,12 +368,28 @@ fn plugin_dir(dir: &Path, opts: &UpOptions) -> Result<PathBuf, Error> {
         .canonicalize()
         .map_err(|e| Error::io(&opts.index2ip, e))?;
     links.insert("index2ip".into(), index2ip);
-    links.extend(opts.overrides.clone());
     for (name, target) in links {
         let link = bin.join(&name);
         std::os::unix::fs::symlink(&target, &link).map_err(|e| Error::io(&link, e))?;
     }
-    Ok(bin)
+    let Some(shim) = &opts.shim else {
+        return Ok(bin);
+    };
+    // Tracing: cni-shim's directory in front of the real one, so every call, delegated ones included, is recorded.
+    let shim_dir = dir.join("shim");
+    sys::run(
+        &shim.display().to_string(),
+        [
+            "install".as_ref(),
+            "--real-dir".as_ref(),
+            bin.as_os_str(),
+            "--shim-dir".as_ref(),
+            shim_dir.as_os_str(),
+            "--log-dir".as_ref(),
+            dir.join("trace").as_os_str(),
+        ],
+    )?;
+    Ok(shim_dir)
 }
 
 /// The site switch and the internet client, which holds the block's gateway addresses.

@@ -22,37 +22,38 @@ pub struct LabArgs {
     pub index2ip: Option<PathBuf>,
     /// Debian's reference plugins.
     pub reference_dir: PathBuf,
+    /// Record every plugin call through cni-shim (found as index2ip is, or given).
+    pub trace: Option<Option<PathBuf>>,
 }
 
-/// Finds index2ip: as given, next to this executable, on PATH, or in /opt/cni/bin.
-pub fn find_index2ip(given: Option<&Path>) -> Result<PathBuf, Error> {
+/// Finds one of the project's binaries: as given, next to this executable, on PATH, or in /opt/cni/bin.
+pub fn find_binary(name: &str, given: Option<&Path>) -> Result<PathBuf, Error> {
     if let Some(p) = given {
         return if p.is_file() {
             Ok(p.to_owned())
         } else {
-            Err(Error::Lab(format!(
-                "--index2ip {}: no such file",
-                p.display()
-            )))
+            Err(Error::Lab(format!("{name} {}: no such file", p.display())))
         };
     }
     let beside = std::env::current_exe()
         .ok()
-        .and_then(|e| e.parent().map(|d| d.join("index2ip")));
+        .and_then(|e| e.parent().map(|d| d.join(name)));
     let on_path = std::env::var_os("PATH")
         .map(|p| {
             std::env::split_paths(&p)
-                .map(|d| d.join("index2ip"))
+                .map(|d| d.join(name))
                 .collect::<Vec<_>>()
         })
         .unwrap_or_default();
     beside
         .into_iter()
         .chain(on_path)
-        .chain([PathBuf::from("/opt/cni/bin/index2ip")])
+        .chain([Path::new("/opt/cni/bin").join(name)])
         .find(|p| p.is_file())
         .ok_or_else(|| {
-            Error::Lab("index2ip not found next to netlab, on PATH or in /opt/cni/bin: build it (cargo build -p index2ip) or pass --index2ip PATH".into())
+            Error::Lab(format!(
+                "{name} not found next to netlab, on PATH or in /opt/cni/bin: build it (cargo build -p {name}) or pass its path"
+            ))
         })
 }
 
@@ -80,9 +81,12 @@ pub fn up(args: &LabArgs, out: &mut dyn Write) -> Result<State, Error> {
     let opts = UpOptions {
         name: args.name.clone(),
         manifests: args.manifests.display().to_string(),
-        index2ip: find_index2ip(args.index2ip.as_deref())?,
+        index2ip: find_binary("index2ip", args.index2ip.as_deref())?,
         reference_dir: args.reference_dir.clone(),
-        overrides: Default::default(),
+        shim: match &args.trace {
+            None => None,
+            Some(given) => Some(find_binary("cni-shim", given.as_deref())?),
+        },
     };
     build::up(&opts, &topology, &cluster, out)
 }
@@ -137,6 +141,32 @@ pub fn exec(name: &str, pod: &str, cmd: &[String]) -> Result<ExitCode, Error> {
     ))
 }
 
+/// With `--trace`: the call tree of the first pod with a public interface, as cni-shim records it.
+fn trace(name: &str, args: &LabArgs, out: &mut dyn Write) -> Result<(), Error> {
+    let state = loaded(name)?;
+    let Some(pod) = state.pods.iter().find(|p| {
+        p.attachments
+            .iter()
+            .any(|a| a.index.is_some() && a.result.is_some())
+    }) else {
+        return Ok(());
+    };
+    let shim = find_binary("cni-shim", args.trace.clone().flatten().as_deref())?;
+    let id = crate::lab::runtime::container_id(pod);
+    let tree = Command::new(&shim)
+        .args(["tree", &id, "--shim-dir"])
+        .arg(state.dir.join("shim"))
+        .output()
+        .map_err(|e| Error::Lab(format!("cannot run {}: {e}", shim.display())))?;
+    let _ = writeln!(
+        out,
+        "==> the call tree of pod {} (cni-shim tree {id}):",
+        pod.name
+    );
+    let _ = out.write_all(&tree.stdout);
+    Ok(())
+}
+
 /// `down`: clean when nothing leaked.
 pub fn down(name: &str, out: &mut dyn Write) -> Result<bool, Error> {
     Ok(teardown::down(name, out)?.clean())
@@ -147,7 +177,11 @@ pub fn down(name: &str, out: &mut dyn Write) -> Result<bool, Error> {
 pub fn run(args: &LabArgs, out: &mut dyn Write) -> Result<bool, Error> {
     let outcome = up(args, out).and_then(|_| {
         status(&args.name, false, out)?;
-        check(&args.name, out)
+        let passed = check(&args.name, out)?;
+        if args.trace.is_some() {
+            trace(&args.name, args, out)?;
+        }
+        Ok(passed)
     });
     let clean = down(&args.name, out)?;
     Ok(outcome? && clean)

@@ -70,6 +70,9 @@ pub struct Attachment {
     pub result: Option<Value>,
     /// Why ADD failed.
     pub error: Option<String>,
+    /// How long the chain's plugin processes took for ADD, in microseconds (for the lab's own overhead).
+    #[serde(default)]
+    pub add_us: u64,
 }
 
 /// A pod as brought up.

@@ -111,6 +111,9 @@ pub fn down(name: &str, out: &mut dyn Write) -> Result<Report, Error> {
 
 /// When no lab is left, removes what labs share: /var/lib/cni where a lab made it, and /run/netlab.
 fn last_lab_out() {
+    let Ok(_lock) = crate::lab::build::shared_lock() else {
+        return;
+    };
     let run = Path::new(RUN_DIR);
     let others = std::fs::read_dir(run)
         .map(|d| d.flatten().any(|e| e.path().is_dir()))

@@ -1,0 +1,49 @@
+//! A transparent CNI debugging shim.
+//!
+//! A shim directory holds one symlink per real plugin, each pointing at this binary. A runtime pointed at that
+//! directory runs the shim under the plugin's name; the shim runs the real plugin with the same arguments,
+//! environment and stdin, forwards its stdout and stderr byte for byte, exits with its status, and afterwards writes
+//! one record of the call. Delegated calls (a main plugin running its IPAM through `CNI_PATH`) go through the shim
+//! too and are linked to their parent, so that a pod's set-up reads as one tree.
+//!
+//! Under its own name (`cni-shim`) the binary is the operator tool: `install`, `uninstall`, `enable`, `disable`,
+//! `logs`, `show`, `tree`, `diff`, `replay`.
+//!
+//! # Quick start
+//!
+//! ```text
+//! cni-shim install --real-dir /opt/cni/bin --shim-dir /opt/cni-shim/bin --log-dir /var/log/cni-shim
+//! cni-shim enable containerd          # prints the restart command
+//! cni-shim logs --failed
+//! cni-shim tree CONTAINER_ID
+//! ```
+
+pub mod b64;
+pub mod capture;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod error;
+pub mod passthrough;
+pub mod record;
+pub mod redact;
+pub mod store;
+pub mod time;
+pub mod trace;
+
+pub use config::ShimConfig;
+pub use error::Error;
+pub use record::Record;
+
+use std::ffi::OsString;
+use std::path::Path;
+
+/// The binary's own name: invoked under it, it is the operator tool.
+pub const BINARY_NAME: &str = "cni-shim";
+
+/// Whether `argv[0]` names the operator tool rather than a plugin.
+pub fn invoked_as_operator(args: &[OsString]) -> bool {
+    args.first()
+        .and_then(|a| Path::new(a).file_name())
+        .is_some_and(|name| name == BINARY_NAME)
+}

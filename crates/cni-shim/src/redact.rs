@@ -1,0 +1,320 @@
+//! Keeping secrets out of records.
+//!
+//! Plugin configurations can carry passwords, tokens and whole kubeconfigs (multus accepts an embedded one).
+//! Values are redacted by key (a key that names a secret) and by shape (a PEM private key, a JWT, an embedded
+//! kubeconfig). A redacted JSON document is re-encoded; one with nothing to redact is kept byte for byte.
+
+use serde_json::Value;
+
+/// What replaces a secret.
+pub const MARK: &str = "[REDACTED]";
+
+/// Whether a key names a secret: compared lower-case with `-`, `_` and `.` removed.
+pub fn secret_key(key: &str) -> bool {
+    let k: String = key
+        .chars()
+        .filter(|c| !matches!(c, '-' | '_' | '.'))
+        .flat_map(char::to_lowercase)
+        .collect();
+    const PARTS: [&str; 10] = [
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "apikey",
+        "privatekey",
+        "credential",
+        "clientkeydata",
+        "bearer",
+        "authorization",
+    ];
+    PARTS.iter().any(|p| k.contains(p)) || matches!(k.as_str(), "auth" | "pass" | "psk")
+}
+
+/// Whether a string value is a secret whatever its key: a private key, a JWT, a kubeconfig.
+pub fn secret_value(v: &str) -> bool {
+    (v.contains("-----BEGIN") && v.contains("PRIVATE KEY"))
+        || looks_like_jwt(v)
+        || embedded_kubeconfig(v)
+}
+
+fn embedded_kubeconfig(v: &str) -> bool {
+    (v.contains("clusters:") || v.contains("\"clusters\""))
+        && (v.contains("users:") || v.contains("\"users\"") || v.contains("client-key-data"))
+}
+
+fn looks_like_jwt(v: &str) -> bool {
+    let v = v.trim();
+    v.starts_with("eyJ")
+        && v.len() > 20
+        && v.bytes().filter(|&c| c == b'.').count() == 2
+        && v.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b'='))
+}
+
+/// Redacts in place; appends the JSON pointer of each redacted value to `found`.
+pub fn redact_json(value: &mut Value, pointer: &str, found: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                let here = format!("{pointer}/{}", k.replace('~', "~0").replace('/', "~1"));
+                let kubeconfig = k.to_ascii_lowercase().contains("kubeconfig")
+                    && (v.is_object() || v.as_str().is_some_and(|s| s.contains('\n')));
+                if (secret_key(k) && !v.is_null()) || kubeconfig {
+                    *v = Value::String(MARK.to_owned());
+                    found.push(here);
+                } else {
+                    redact_json(v, &here, found);
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter_mut().enumerate() {
+                redact_json(v, &format!("{pointer}/{i}"), found);
+            }
+        }
+        Value::String(s) if secret_value(s) => {
+            *s = MARK.to_owned();
+            found.push(pointer.to_owned());
+        }
+        _ => {}
+    }
+}
+
+/// Redacts a captured stream. JSON is redacted by key and shape and re-encoded only if something changed; other
+/// text by shape (private key blocks, bearer tokens, JWTs, `password=` pairs). `label` prefixes the reported paths.
+pub fn redact_text(text: &str, label: &str, found: &mut Vec<String>) -> Option<String> {
+    let trimmed = text.trim_start();
+    if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        if let Ok(mut value) = serde_json::from_str::<Value>(text) {
+            let before = found.len();
+            redact_json(&mut value, "", found);
+            if found.len() == before {
+                return None;
+            }
+            for p in &mut found[before..] {
+                *p = format!("{label}:{p}");
+            }
+            let mut out = serde_json::to_string(&value).ok()?;
+            if text.ends_with('\n') {
+                out.push('\n');
+            }
+            return Some(out);
+        }
+    }
+    let mut changed = false;
+    let out: Vec<String> = text
+        .split_inclusive('\n')
+        .map(|line| redact_line(line, &mut changed))
+        .collect();
+    let out = pem_blocks(&out.concat(), &mut changed);
+    if changed {
+        found.push(label.to_owned());
+        Some(out)
+    } else {
+        None
+    }
+}
+
+fn redact_line(line: &str, changed: &mut bool) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut redact_next = false;
+    for (i, word) in line.split(' ').enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        let bare = word.trim_end_matches(['\n', '\r', ',', ';', '"', '\'']);
+        let tail = &word[bare.len()..];
+        if redact_next && !bare.is_empty() {
+            out.push_str(MARK);
+            out.push_str(tail);
+            *changed = true;
+            redact_next = false;
+            continue;
+        }
+        redact_next = bare.eq_ignore_ascii_case("bearer");
+        if let Some((k, v)) = bare
+            .split_once(['=', ':'])
+            .filter(|(k, v)| !v.is_empty() && secret_key(k))
+        {
+            let sep = &bare[k.len()..=k.len()];
+            let _ = v;
+            out.push_str(k);
+            out.push_str(sep);
+            out.push_str(MARK);
+            out.push_str(tail);
+            *changed = true;
+        } else if looks_like_jwt(bare) {
+            out.push_str(MARK);
+            out.push_str(tail);
+            *changed = true;
+        } else {
+            out.push_str(word);
+        }
+    }
+    out
+}
+
+fn pem_blocks(text: &str, changed: &mut bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("-----BEGIN") {
+        let after = &rest[start..];
+        let end = after
+            .find("-----END")
+            .and_then(|e| after[e + 8..].find("-----").map(|f| e + 8 + f + 5));
+        match end {
+            Some(end) if after[..end].contains("PRIVATE KEY") => {
+                out.push_str(&rest[..start]);
+                out.push_str(MARK);
+                *changed = true;
+                rest = &after[end..];
+            }
+            _ => {
+                out.push_str(&rest[..start + 10]);
+                rest = &after[10..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Redacts the values of secret-looking keys in `CNI_ARGS` (`K=V;K=V`).
+pub fn redact_cni_args(args: &str, found: &mut Vec<String>) -> Option<String> {
+    let mut changed = false;
+    let out: Vec<String> = args
+        .split(';')
+        .map(|seg| match seg.split_once('=') {
+            Some((k, v)) if secret_key(k) || secret_value(v) => {
+                changed = true;
+                found.push(format!("CNI_ARGS:{k}"));
+                format!("{k}={MARK}")
+            }
+            _ => seg.to_owned(),
+        })
+        .collect();
+    changed.then(|| out.join(";"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const JWT: &str = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlLXNpZw";
+
+    #[test]
+    fn keys_that_name_secrets() {
+        for k in [
+            "password",
+            "Password",
+            "client_secret",
+            "apiKey",
+            "token",
+            "bearer-token",
+            "auth",
+            "private_key",
+        ] {
+            assert!(secret_key(k), "{k}");
+        }
+        for k in [
+            "name",
+            "type",
+            "master",
+            "ipam",
+            "kubeconfig",
+            "key_id_count_x",
+            "authority",
+            "mode",
+        ] {
+            assert!(!secret_key(k), "{k}");
+        }
+    }
+
+    #[test]
+    fn json_is_redacted_by_key_and_shape_and_paths_are_reported() {
+        let mut v = json!({
+            "name": "n",
+            "kubeconfig": "/etc/cni/net.d/multus.d/multus.kubeconfig",
+            "delegates": [{"password": "hunter2", "note": JWT, "ok": "fine"}],
+            "embedded": {"kubeconfig": "apiVersion: v1\nclusters:\n- x\nusers:\n- y\n"},
+            "token": null
+        });
+        let mut found = Vec::new();
+        redact_json(&mut v, "", &mut found);
+        assert_eq!(
+            v["kubeconfig"],
+            json!("/etc/cni/net.d/multus.d/multus.kubeconfig"),
+            "a path is not a secret"
+        );
+        assert_eq!(v["delegates"][0]["password"], json!(MARK));
+        assert_eq!(v["delegates"][0]["note"], json!(MARK));
+        assert_eq!(v["delegates"][0]["ok"], json!("fine"));
+        assert_eq!(v["embedded"]["kubeconfig"], json!(MARK));
+        assert_eq!(v["token"], json!(null));
+        found.sort();
+        assert_eq!(
+            found,
+            [
+                "/delegates/0/note",
+                "/delegates/0/password",
+                "/embedded/kubeconfig"
+            ]
+        );
+    }
+
+    #[test]
+    fn clean_text_is_left_alone() {
+        let mut found = Vec::new();
+        let text = "{\"cniVersion\":\"1.0.0\",  \"name\":\"x\"}\n";
+        assert_eq!(redact_text(text, "stdin", &mut found), None);
+        assert_eq!(redact_text("plain log line\n", "stderr", &mut found), None);
+        assert!(found.is_empty());
+    }
+
+    #[test]
+    fn redacted_json_is_reencoded_with_its_newline() {
+        let mut found = Vec::new();
+        let out = redact_text("{\"password\":\"x\"}\n", "stdin", &mut found);
+        assert_eq!(out.as_deref(), Some("{\"password\":\"[REDACTED]\"}\n"));
+        assert_eq!(found, ["stdin:/password"]);
+    }
+
+    #[test]
+    fn plain_text_secrets() {
+        let mut found = Vec::new();
+        let text = format!(
+            "auth with Bearer abc.def ok\npassword=hunter2 user=bob\njwt {JWT}\n-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\ntail\n"
+        );
+        let out = redact_text(&text, "stderr", &mut found).unwrap_or_default();
+        assert!(
+            !out.contains("abc.def")
+                && !out.contains("hunter2")
+                && !out.contains(JWT)
+                && !out.contains("AAAA"),
+            "{out}"
+        );
+        assert!(
+            out.contains("user=bob")
+                && out.contains("tail\n")
+                && out.contains("password=[REDACTED]"),
+            "{out}"
+        );
+        assert_eq!(found, ["stderr"]);
+    }
+
+    #[test]
+    fn cni_args() {
+        let mut found = Vec::new();
+        assert_eq!(
+            redact_cni_args("K8S_POD_NAME=a;IgnoreUnknown=1", &mut found),
+            None
+        );
+        assert_eq!(
+            redact_cni_args("K8S_POD_NAME=a;TOKEN=xyz", &mut found).as_deref(),
+            Some("K8S_POD_NAME=a;TOKEN=[REDACTED]")
+        );
+        assert_eq!(found, ["CNI_ARGS:TOKEN"]);
+    }
+}

@@ -1,0 +1,285 @@
+//! The log directory: safe to open, written atomically, bounded in size.
+
+use std::fs::{self, DirBuilder, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use crate::{Error, Record};
+
+/// A temp file older than this was left by a shim that died while writing: pruning removes it.
+const STALE_TEMP: Duration = Duration::from_secs(600);
+/// The unit records are counted in against the size bound: what a small file occupies on disk.
+const BLOCK: u64 = 4096;
+/// Prefix of a record being written.
+const TEMP_PREFIX: &str = ".tmp-";
+
+/// A log directory that passed the safety checks.
+#[derive(Debug, Clone)]
+pub struct LogDir {
+    path: PathBuf,
+}
+
+/// The effective uid, as the kernel shows it: `/proc/self` is owned by the process's effective user.
+pub fn effective_uid() -> Result<u32, Error> {
+    fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .map_err(Error::io("read", "/proc/self"))
+}
+
+impl LogDir {
+    /// Opens a log directory for writing, creating it (mode 0700) if missing.
+    ///
+    /// Refuses a symlink, a non-directory, and a directory owned by anyone but the effective user; tightens its
+    /// mode to 0700 if looser, since it is ours.
+    pub fn open_for_write(path: &Path) -> Result<LogDir, Error> {
+        let refuse = |reason: String| Error::LogDir {
+            path: path.to_owned(),
+            reason,
+        };
+        let meta = match fs::symlink_metadata(path) {
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(path)
+                    .map_err(Error::io("create", path))?;
+                fs::symlink_metadata(path).map_err(Error::io("inspect", path))?
+            }
+            other => other.map_err(Error::io("inspect", path))?,
+        };
+        if meta.file_type().is_symlink() {
+            return Err(refuse("it is a symbolic link".into()));
+        }
+        if !meta.is_dir() {
+            return Err(refuse("it is not a directory".into()));
+        }
+        let me = effective_uid()?;
+        if meta.uid() != me {
+            return Err(refuse(format!(
+                "it is owned by uid {}, not by uid {me}",
+                meta.uid()
+            )));
+        }
+        if meta.mode() & 0o077 != 0 {
+            fs::set_permissions(path, fs::Permissions::from_mode(0o700))
+                .map_err(Error::io("restrict", path))?;
+        }
+        Ok(LogDir {
+            path: path.to_owned(),
+        })
+    }
+
+    /// Opens a log directory for reading: it must exist and not be a symlink.
+    pub fn open_for_read(path: &Path) -> Result<LogDir, Error> {
+        let meta = fs::symlink_metadata(path).map_err(Error::io("open the log directory", path))?;
+        if meta.file_type().is_symlink() || !meta.is_dir() {
+            return Err(Error::LogDir {
+                path: path.to_owned(),
+                reason: "it is a symbolic link or not a directory".into(),
+            });
+        }
+        Ok(LogDir {
+            path: path.to_owned(),
+        })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes a record as one file, mode 0600: a temp file renamed into place, so a reader or a concurrent call
+    /// never sees half a record. A failed write leaves nothing behind.
+    pub fn write(&self, record: &Record) -> Result<PathBuf, Error> {
+        let bytes = serde_json::to_vec(record).map_err(|source| Error::Record {
+            path: self.path.join(record.file_stem()),
+            source,
+        })?;
+        // The size is part of the name so that pruning needs no stat per file.
+        let name = format!("{}-{}.json", record.file_stem(), bytes.len());
+        let target = self.path.join(&name);
+        let tmp = self.path.join(format!("{TEMP_PREFIX}{name}"));
+        let written = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(&bytes))
+            .and_then(|()| fs::rename(&tmp, &target));
+        match written {
+            Ok(()) => Ok(target),
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                Err(Error::Io {
+                    action: "write the record",
+                    path: target,
+                    source: e,
+                })
+            }
+        }
+    }
+
+    /// Record files, oldest first.
+    pub fn list(&self) -> Result<Vec<PathBuf>, Error> {
+        let mut names: Vec<PathBuf> = fs::read_dir(&self.path)
+            .map_err(Error::io("list", &self.path))?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| is_record(p))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Drops the oldest records until the directory holds at most `max_bytes`, and removes temp files left by
+    /// shims that died mid-write. Each record counts as the 4 KiB blocks it occupies, which bounds the number of
+    /// files and so the cost of this pass. Sizes come from the file names, so the pass is one directory read.
+    /// Races with concurrent pruners are harmless: a file already gone is skipped.
+    pub fn prune(&self, max_bytes: u64) -> Result<(), Error> {
+        let now = SystemTime::now();
+        let mut records: Vec<(String, u64)> = Vec::new();
+        let mut total = 0u64;
+        for entry in fs::read_dir(&self.path)
+            .map_err(Error::io("list", &self.path))?
+            .flatten()
+        {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if is_record_name(name) {
+                let len = match name_len(name) {
+                    Some(len) => len,
+                    None => entry.metadata().map_or(0, |m| m.len()),
+                };
+                let blocks = len.max(1).div_ceil(BLOCK) * BLOCK;
+                total += blocks;
+                records.push((name.to_owned(), blocks));
+            } else if name.starts_with(TEMP_PREFIX)
+                && entry
+                    .metadata()
+                    .ok()
+                    .and_then(|m| m.modified().ok())
+                    .and_then(|m| now.duration_since(m).ok())
+                    .is_some_and(|age| age > STALE_TEMP)
+            {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+        if total <= max_bytes {
+            return Ok(());
+        }
+        records.sort_unstable();
+        for (name, len) in records {
+            if total <= max_bytes {
+                break;
+            }
+            let path = self.path.join(&name);
+            match fs::remove_file(&path) {
+                Ok(()) => total -= len,
+                Err(e) if e.kind() == ErrorKind::NotFound => total -= len,
+                Err(e) => return Err(Error::io("remove", path)(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads every record, oldest first; files that do not parse are reported on stderr and skipped.
+    pub fn load_all(&self) -> Result<Vec<Record>, Error> {
+        let mut out = Vec::new();
+        for path in self.list()? {
+            match read_record(&path) {
+                Ok(r) => out.push(r),
+                // Pruned between listing and reading.
+                Err(Error::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {}
+                Err(e) => eprintln!("warning: skipping {}: {e}", path.display()),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Finds a record by id or unique id prefix.
+    pub fn find(&self, id: &str) -> Result<Record, Error> {
+        let matches: Vec<PathBuf> = self
+            .list()?
+            .into_iter()
+            .filter(|p| record_id(p).is_some_and(|rid| rid.starts_with(id)))
+            .collect();
+        match matches.as_slice() {
+            [] => Err(Error::NoSuchRecord(id.to_owned())),
+            [one] => read_record(one),
+            many => {
+                let mut matches: Vec<String> = many
+                    .iter()
+                    .take(5)
+                    .filter_map(|p| record_id(p).map(str::to_owned))
+                    .collect();
+                if many.len() > 5 {
+                    matches.push(format!("and {} more", many.len() - 5));
+                }
+                Err(Error::AmbiguousId {
+                    prefix: id.to_owned(),
+                    matches,
+                })
+            }
+        }
+    }
+}
+
+fn is_record(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(is_record_name)
+}
+
+fn is_record_name(name: &str) -> bool {
+    !name.starts_with('.') && name.ends_with(".json")
+}
+
+/// `<stamp>-<id>-<len>.json` split into id and length.
+fn name_parts(name: &str) -> Option<(&str, &str)> {
+    let mut parts = name.strip_suffix(".json")?.rsplitn(3, '-');
+    let len = parts.next()?;
+    let id = parts.next()?;
+    parts.next()?;
+    Some((id, len))
+}
+
+/// The size a record's file name states.
+fn name_len(name: &str) -> Option<u64> {
+    name_parts(name).and_then(|(_, len)| len.parse().ok())
+}
+
+/// The id part of a record's file name.
+fn record_id(path: &Path) -> Option<&str> {
+    name_parts(path.file_name()?.to_str()?).map(|(id, _)| id)
+}
+
+/// Reads one record file.
+pub fn read_record(path: &Path) -> Result<Record, Error> {
+    let bytes = fs::read(path).map_err(Error::io("read", path))?;
+    serde_json::from_slice(&bytes).map_err(|source| Error::Record {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_carry_id_and_size() {
+        let p = Path::new("/l/20240501T123456.000000001Z-00f067aa0ba902b7-1234.json");
+        assert_eq!(record_id(p), Some("00f067aa0ba902b7"));
+        assert_eq!(
+            name_len("20240501T123456.000000001Z-00f067aa0ba902b7-1234.json"),
+            Some(1234)
+        );
+        assert!(is_record(p));
+        assert!(!is_record(Path::new(
+            "/l/.tmp-20240501T123456.000000001Z-00f067aa0ba902b7-1234.json"
+        )));
+        assert_eq!(record_id(Path::new("/l/x.json")), None);
+    }
+}
