@@ -16,12 +16,12 @@ cargo build --release --quiet -p index2ip -p bench -p netlab
 musl=x86_64-unknown-linux-musl
 if rustup target list --installed 2>/dev/null | grep -qx "$musl" || rustup target add "$musl" >/dev/null 2>&1; then
     echo "==> building static binaries (musl)"
-    cargo build --release --quiet --target "$musl" -p index2ip -p bench --bin index2ip --bin floor
+    cargo build --release --quiet --target "$musl" -p index2ip -p bench -p cni-shim --bin index2ip --bin floor --bin cni-shim
     static_dir=target/$musl/release
 else
     echo "==> building static binaries (glibc, crt-static): the musl target is not available"
     RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --quiet --target x86_64-unknown-linux-gnu \
-        --target-dir target/static-glibc -p index2ip -p bench --bin index2ip --bin floor
+        --target-dir target/static-glibc -p index2ip -p bench -p cni-shim --bin index2ip --bin floor --bin cni-shim
     static_dir=target/static-glibc/x86_64-unknown-linux-gnu/release
 fi
 
@@ -30,4 +30,5 @@ target/release/bench --iterations "$iterations" --out "$out" \
     --bin floor="$static_dir/floor" \
     --bin index2ip-static="$static_dir/index2ip" \
     --bin index2ip-dynamic=target/release/index2ip \
+    --bin cni-shim="$static_dir/cni-shim" \
     --bin netlab=target/release/netlab

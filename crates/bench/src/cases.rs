@@ -20,6 +20,9 @@ const CMDLINE: &str = "ro epoxy.ipv4=192.0.2.112/26,192.0.2.65,192.0.2.53,192.0.
 pub struct Call {
     /// What runs.
     pub program: PathBuf,
+    /// Its arguments.
+    #[serde(default)]
+    pub args: Vec<String>,
     /// Its environment, and nothing else.
     pub env: Vec<(String, String)>,
     /// Its stdin.
@@ -57,6 +60,7 @@ pub struct Group {
 fn call(program: &Path, command: &str, stdin: &str) -> Call {
     Call {
         program: program.to_owned(),
+        args: Vec::new(),
         env: vec![
             ("CNI_COMMAND".into(), command.into()),
             ("CNI_CONTAINERID".into(), "bench0123456789".into()),
@@ -194,6 +198,13 @@ pub fn run_all(opts: &Options) -> Result<Vec<Group>, String> {
     }
 
     groups.push(attachment(&ipams, opts.iterations, i2_static.as_deref())?);
+    let shim = bin("cni-shim");
+    groups.extend(shim_groups(
+        opts.iterations,
+        i2_static.as_deref(),
+        shim.as_deref(),
+        &dir.0,
+    )?);
     let netlab = bin("netlab");
     groups.push(lab(
         opts.iterations,
@@ -290,6 +301,192 @@ fn attachment(ipams: &Ipams, iterations: usize, index2ip: Option<&Path>) -> Resu
     }
     group.note = format!("{note}; ADD is timed, its DEL runs untimed after it");
     Ok(group)
+}
+
+/// What the original `shim.sh` did, as its description has it: a new directory per call under a log root, the
+/// command line, the whole environment, stdin, stdout, stderr and the exit status written there, the real plugin's
+/// output printed back, and the script's own exit status that of its last command.
+const BASH_SHIM: &str = r#"#!/bin/bash
+name=$(basename "$0")
+dir=$(mktemp -d "$LOGROOT/call-XXXXXX")
+echo "$0 $*" > "$dir/cmdline"
+env > "$dir/env"
+cat > "$dir/stdin"
+"$REAL/$name" "$@" < "$dir/stdin" > "$dir/stdout" 2> "$dir/stderr"
+echo $? > "$dir/exit"
+cat "$dir/stdout"
+cat "$dir/stderr" >&2
+"#;
+
+/// cni-shim's overhead on index2ip ADD, against the call made directly and through a bash shim like the original,
+/// for a small and a 1 MiB configuration; then cni-shim's queries over many records.
+fn shim_groups(
+    iterations: usize,
+    index2ip: Option<&Path>,
+    shim: Option<&Path>,
+    dir: &Path,
+) -> Result<Vec<Group>, String> {
+    let mut overhead = Group {
+        title: "cni-shim overhead".into(),
+        note: "index2ip (static) ADD called directly, through cni-shim (static, records on, 32 MiB bound), and \
+               through a bash shim doing what the original shim.sh did"
+            .into(),
+        baseline: "direct, small config".into(),
+        rows: Vec::new(),
+        skipped: Vec::new(),
+    };
+    let (Some(index2ip), Some(shim)) = (index2ip, shim) else {
+        overhead
+            .skipped
+            .push("every case: index2ip (static) or cni-shim not built".into());
+        return Ok(vec![overhead]);
+    };
+    let io = |e: std::io::Error| e.to_string();
+    let real = dir.join("real");
+    std::fs::create_dir_all(&real).map_err(io)?;
+    std::os::unix::fs::symlink(index2ip, real.join("index2ip")).map_err(io)?;
+    let (shim_dir, shim_log) = (dir.join("shim"), dir.join("shim-log"));
+    let install = Command::new(shim)
+        .arg("install")
+        .arg("--real-dir")
+        .arg(&real)
+        .arg("--shim-dir")
+        .arg(&shim_dir)
+        .arg("--log-dir")
+        .arg(&shim_log)
+        .output()
+        .map_err(io)?;
+    if !install.status.success() {
+        return Err(format!(
+            "cni-shim install: {}",
+            String::from_utf8_lossy(&install.stderr)
+        ));
+    }
+    let (bash_dir, bash_log) = (dir.join("bash-shim"), dir.join("bash-log"));
+    std::fs::create_dir_all(&bash_dir).map_err(io)?;
+    std::fs::create_dir_all(&bash_log).map_err(io)?;
+    let script = format!("REAL={}\nLOGROOT={}\n", real.display(), bash_log.display());
+    let script = BASH_SHIM.replacen("\n", &format!("\n{script}"), 1);
+    std::fs::write(bash_dir.join("index2ip"), script).map_err(io)?;
+    std::fs::set_permissions(
+        bash_dir.join("index2ip"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .map_err(io)?;
+
+    let base = json!({"cniVersion": "1.0.0", "name": "bench", "type": "ipvlan",
+        "ipam": {"type": "index2ip", "index": 5, "cmdline": dir.join("cmdline")}});
+    let mut big = base.clone();
+    big["padding"] = "x".repeat(1 << 20).into();
+    let mut cases = Vec::new();
+    for (size, config) in [
+        ("small config", base.to_string()),
+        ("1 MiB config", big.to_string()),
+    ] {
+        for (how, program) in [
+            ("direct", real.join("index2ip")),
+            ("cni-shim", shim_dir.join("index2ip")),
+            ("bash shim", bash_dir.join("index2ip")),
+        ] {
+            cases.push(case(
+                &format!("{how}, {size}"),
+                call(&program, "ADD", &config),
+            ));
+        }
+    }
+    let mut groups = vec![measure(&overhead.title, &overhead.note, cases, iterations)?];
+
+    // Queries: records cloned from real ones up to the count, then logs and tree timed.
+    let count = if iterations == 1 { 1_000 } else { 100_000 };
+    let records = dir.join("records");
+    synthesize_records(&shim_log, &records, count)?;
+    let query = |name: &str, args: &[&str]| {
+        let mut c = call(shim, "", "");
+        c.env.clear();
+        c.env
+            .push(("PATH".into(), "/usr/sbin:/usr/bin:/sbin:/bin".into()));
+        let mut args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        args.extend(["--log-dir".to_owned(), records.display().to_string()]);
+        Case {
+            name: name.to_owned(),
+            call: Call { args, ..c },
+            before: None,
+            after: None,
+        }
+    };
+    let last = format!("bench-ctr-{}", count / 4 - 1);
+    let q = vec![
+        query("logs -n 20 (newest)", &["logs", "-n", "20"]),
+        query(
+            "logs --container (one of many)",
+            &["logs", "--container", &last],
+        ),
+        query("logs --failed", &["logs", "--failed"]),
+        query("tree CONTAINER", &["tree", &last]),
+    ];
+    let note = format!(
+        "cni-shim's queries over {count} records (each a real record's copy, four per container)"
+    );
+    groups.push(measure(
+        &format!("cni-shim queries over {count} records"),
+        &note,
+        q,
+        iterations.min(5),
+    )?);
+    Ok(groups)
+}
+
+/// Fills `to` with `count` records cloned from the real ones in `from`, with fresh ids, four per container.
+fn synthesize_records(from: &Path, to: &Path, count: usize) -> Result<(), String> {
+    let io = |e: std::io::Error| e.to_string();
+    // The smallest record: an ordinary call, not one of the 1 MiB ones.
+    let template = std::fs::read_dir(from)
+        .map_err(io)?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "json")
+                && !p
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
+        .min_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(u64::MAX))
+        .ok_or("cni-shim wrote no record to clone")?;
+    let name = template
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // <stamp>-<id>-<len>~<verb>~<outcome>~<plugin>~<container>.json (cni-shim's store.rs)
+    let fields: Vec<&str> = name.trim_end_matches(".json").split('~').collect();
+    let [head, verb, outcome, plugin, _] = fields[..] else {
+        return Err(format!("unexpected record name {name}"));
+    };
+    let stamp = head.split('-').next().unwrap_or_default().to_owned();
+    let record: serde_json::Value = serde_json::from_slice(&std::fs::read(&template).map_err(io)?)
+        .map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(to).map_err(io)?;
+    std::fs::set_permissions(to, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .map_err(io)?;
+    for i in 0..count {
+        let mut r = record.clone();
+        let id = format!("{:016x}", 0x1000_0000_0000_0000u64 + i as u64);
+        r["id"] = id.clone().into();
+        r["traceId"] = format!("{:032x}", i / 4).into();
+        r["containerId"] = format!("bench-ctr-{}", i / 4).into();
+        if i % 4 != 0 {
+            r["parentId"] =
+                format!("{:016x}", 0x1000_0000_0000_0000u64 + (i - i % 4) as u64).into();
+            r["parentSource"] = "shim".into();
+        }
+        let bytes = serde_json::to_vec(&r).map_err(|e| e.to_string())?;
+        let file = format!(
+            "{stamp}-{id}-{}~{verb}~{outcome}~{plugin}~bench-ctr-{}.json",
+            bytes.len(),
+            i / 4
+        );
+        std::fs::write(to.join(file), &bytes).map_err(io)?;
+    }
+    Ok(())
 }
 
 /// The lab at 12, 48 and 200 pods: `netlab up` and `down` wall time, and the plugin processes' share of `up`
@@ -497,6 +694,7 @@ fn round_robin(cases: &[Case], iterations: usize) -> Result<Vec<(String, Samples
 fn run(c: &Call) -> Result<Duration, String> {
     let start = Instant::now();
     let mut child = Command::new(&c.program)
+        .args(&c.args)
         .env_clear()
         .envs(c.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::piped())

@@ -109,6 +109,45 @@ fn goals(groups: &[Group]) -> String {
         false,
         " ×",
     );
+    let shim = |case: &str| median(groups, "cni-shim overhead", case);
+    for size in ["small config", "1 MiB config"] {
+        let direct = shim(&format!("direct, {size}"));
+        let through = shim(&format!("cni-shim, {size}"));
+        let bash = shim(&format!("bash shim, {size}"));
+        let added = through.zip(direct).map(|(t, d)| (t - d) / 1000.0);
+        row(
+            &format!("cni-shim adds at most 0.3 ms ({size})"),
+            added,
+            0.3,
+            true,
+            " ms",
+        );
+        let ratio = bash
+            .zip(direct)
+            .zip(through)
+            .map(|((b, d), t)| (b - d) / (t - d).max(1.0));
+        row(
+            &format!("cni-shim adds at least 20 times less than the bash shim ({size})"),
+            ratio,
+            20.0,
+            false,
+            " ×",
+        );
+    }
+    if let Some(g) = groups
+        .iter()
+        .find(|g| g.title.starts_with("cni-shim queries"))
+    {
+        for (name, samples) in &g.rows {
+            row(
+                &format!("{name} well under a second ({})", g.title),
+                Some(samples.median_us() / 1000.0),
+                500.0,
+                true,
+                " ms",
+            );
+        }
+    }
     for size in [12, 48, 200] {
         let lab = |case: String| median(groups, "Lab", &case);
         let up = lab(format!("up, {size} pods"));

@@ -297,9 +297,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 logs::follow(&dir, &filter, *limit, *json)?;
                 return Ok(ExitCode::SUCCESS);
             }
-            let records = dir.load_all()?;
-            logs::print(&mut out, &logs::select(&records, &filter, *limit), *json)
-                .map_err(out_err)?;
+            logs::print(&mut out, &filter.newest(&dir, *limit)?, *json).map_err(out_err)?;
         }
         Cmd::Show { id, json } => {
             let r = LogDir::open_for_read(&log_dir(&cli))?.find(id)?;
@@ -311,12 +309,13 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             }
         }
         Cmd::Tree { container, json } => {
-            let records = LogDir::open_for_read(&log_dir(&cli))?.load_all()?;
+            let dir = LogDir::open_for_read(&log_dir(&cli))?;
             let container = match container {
                 Some(c) => c.clone(),
-                None => tree::latest_container(&records)
+                None => logs::latest_container(&dir)?
                     .ok_or_else(|| Error::Usage("no recorded call has a container id".into()))?,
             };
+            let records = logs::of_container(&dir, &container)?;
             let forest = tree::forest(&records, &container);
             if *json {
                 fn to_json(n: &tree::Node) -> serde_json::Value {
@@ -337,7 +336,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             against,
             all,
         } => {
-            let records = LogDir::open_for_read(&log_dir(&cli))?.load_all()?;
+            let records = logs::of_container(&LogDir::open_for_read(&log_dir(&cli))?, container)?;
             let verb = against.to_ascii_uppercase();
             let pairs = diff::pairs(&records, container, &verb);
             if pairs.is_empty() {

@@ -97,8 +97,17 @@ impl LogDir {
             path: self.path.join(record.file_stem()),
             source,
         })?;
-        // The size is part of the name so that pruning needs no stat per file.
-        let name = format!("{}-{}.json", record.file_stem(), bytes.len());
+        // The size is part of the name so that pruning needs no stat per file, and so are what queries filter on
+        // (verb, outcome, plugin, container), so that they open only the files that can match.
+        let name = format!(
+            "{}-{}~{}~{}~{}~{}.json",
+            record.file_stem(),
+            bytes.len(),
+            name_safe(record.command.as_deref().unwrap_or("-")),
+            if record.failed() { "fail" } else { "ok" },
+            name_safe(&record.plugin),
+            name_safe(record.container_id.as_deref().unwrap_or("-")),
+        );
         let target = self.path.join(&name);
         let tmp = self.path.join(format!("{TEMP_PREFIX}{name}"));
         let written = OpenOptions::new()
@@ -184,18 +193,34 @@ impl LogDir {
         Ok(())
     }
 
-    /// Reads every record, oldest first; files that do not parse are reported on stderr and skipped.
-    pub fn load_all(&self) -> Result<Vec<Record>, Error> {
-        let mut out = Vec::new();
-        for path in self.list()? {
+    /// Reads the records whose file names pass `keep`, newest first, handing each to `visit` until it returns
+    /// false. Only the files that pass are opened, so a query over many records costs one directory read plus the
+    /// records it can match. Files that do not parse are reported on stderr and skipped.
+    pub fn scan_newest(
+        &self,
+        keep: impl Fn(&NameTag<'_>) -> bool,
+        mut visit: impl FnMut(Record) -> bool,
+    ) -> Result<(), Error> {
+        let mut names = self.list()?;
+        names.reverse();
+        for path in names {
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if !keep(&NameTag::of(name)) {
+                continue;
+            }
             match read_record(&path) {
-                Ok(r) => out.push(r),
-                // Pruned between listing and reading.
+                Ok(r) => {
+                    if !visit(r) {
+                        break;
+                    }
+                }
                 Err(Error::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {}
                 Err(e) => eprintln!("warning: skipping {}: {e}", path.display()),
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Finds a record by id or unique id prefix.
@@ -236,9 +261,77 @@ fn is_record_name(name: &str) -> bool {
     !name.starts_with('.') && name.ends_with(".json")
 }
 
-/// `<stamp>-<id>-<len>.json` split into id and length.
+/// The longest a field of a record's file name gets.
+const NAME_FIELD_MAX: usize = 64;
+
+/// A value as a file-name field: letters, digits, `.`, `_` and `-` kept, anything else `_`, at most 64 characters.
+/// The map is per character, so a prefix of a value maps to a prefix of its field.
+pub fn name_safe(s: &str) -> String {
+    s.chars()
+        .take(NAME_FIELD_MAX)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// What a record's file name, `<stamp>-<id>-<len>~<verb>~<ok|fail>~<plugin>~<container>.json`, tells without
+/// opening it. Names without the `~` fields tell only the stamp.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NameTag<'a> {
+    /// The start time, as [`crate::time::stamp`] writes it: sorts as time does.
+    pub stamp: &'a str,
+    /// The verb.
+    pub verb: Option<&'a str>,
+    /// Whether the call failed.
+    pub failed: Option<bool>,
+    /// The plugin, as [`name_safe`] writes it.
+    pub plugin: Option<&'a str>,
+    /// The container id, as [`name_safe`] writes it.
+    pub container: Option<&'a str>,
+}
+
+impl<'a> NameTag<'a> {
+    /// Reads a file name.
+    pub fn of(name: &'a str) -> NameTag<'a> {
+        let stem = name.strip_suffix(".json").unwrap_or(name);
+        let mut fields = stem.split('~');
+        let head = fields.next().unwrap_or_default();
+        let stamp = head.split('-').next().unwrap_or_default();
+        match (fields.next(), fields.next(), fields.next(), fields.next()) {
+            (Some(verb), Some(outcome), Some(plugin), Some(container)) => NameTag {
+                stamp,
+                verb: Some(verb),
+                failed: Some(outcome == "fail"),
+                plugin: Some(plugin),
+                container: Some(container),
+            },
+            _ => NameTag {
+                stamp,
+                ..NameTag::default()
+            },
+        }
+    }
+
+    /// Whether the record may belong to a container whose id starts with `prefix` (false only when it cannot).
+    pub fn may_be_container(&self, prefix: &str) -> bool {
+        let safe = name_safe(prefix);
+        match self.container {
+            Some(c) if prefix.chars().count() <= NAME_FIELD_MAX => c.starts_with(&safe),
+            _ => true,
+        }
+    }
+}
+
+/// `<stamp>-<id>-<len>[~fields].json` split into id and length.
 fn name_parts(name: &str) -> Option<(&str, &str)> {
-    let mut parts = name.strip_suffix(".json")?.rsplitn(3, '-');
+    let stem = name.strip_suffix(".json")?;
+    let head = stem.split('~').next()?;
+    let mut parts = head.rsplitn(3, '-');
     let len = parts.next()?;
     let id = parts.next()?;
     parts.next()?;
@@ -266,6 +359,31 @@ pub fn read_record(path: &Path) -> Result<Record, Error> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn names_tell_what_queries_filter_on() {
+        let t = NameTag::of(
+            "20261129T200141.671446732Z-9390cee0b462718c-911~ADD~fail~host-local~abc_def.json",
+        );
+        assert_eq!(t.stamp, "20261129T200141.671446732Z");
+        assert_eq!(
+            (t.verb, t.failed, t.plugin),
+            (Some("ADD"), Some(true), Some("host-local"))
+        );
+        assert!(t.may_be_container("abc/d"), "a prefix maps to a prefix");
+        assert!(!t.may_be_container("abx"));
+        assert_eq!(
+            name_parts("20261129T200141.671446732Z-9390cee0b462718c-911~ADD~ok~x~y.json"),
+            Some(("9390cee0b462718c", "911"))
+        );
+        // Names without the fields (older records) tell only the stamp, and every query still opens them.
+        let old = NameTag::of("20261129T200141.671446732Z-9390cee0b462718c-911.json");
+        assert_eq!((old.verb, old.container), (None, None));
+        assert!(old.may_be_container("anything"));
+        assert_eq!(name_safe("a b/c~d"), "a_b_c_d");
+        assert_eq!(name_safe(&"x".repeat(100)).len(), 64);
+    }
+
     use super::*;
 
     #[test]

@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use std::time::Duration;
 
 use crate::record::{Payload, Record};
-use crate::store::{read_record, LogDir};
+use crate::store::{name_safe, read_record, LogDir, NameTag};
 use crate::{time, Error};
 
 /// Which records `logs` prints.
@@ -47,15 +47,76 @@ impl Filter {
     }
 }
 
-/// The records that pass, newest first, at most `limit`.
-pub fn select(records: &[Record], filter: &Filter, limit: usize) -> Vec<Record> {
-    records
-        .iter()
-        .rev()
-        .filter(|r| filter.matches(r))
-        .take(limit)
-        .cloned()
-        .collect()
+impl Filter {
+    /// Whether a record whose file name tells `tag` may pass (false only when it cannot), so that queries open
+    /// only the files that can match.
+    pub fn may_match(&self, tag: &NameTag<'_>) -> bool {
+        self.container
+            .as_deref()
+            .is_none_or(|c| tag.may_be_container(c))
+            && self
+                .plugin
+                .as_deref()
+                .is_none_or(|p| tag.plugin.is_none_or(|t| t == name_safe(p)))
+            && self
+                .verb
+                .as_deref()
+                .is_none_or(|v| tag.verb.is_none_or(|t| t.eq_ignore_ascii_case(v)))
+            && (!self.failed || tag.failed != Some(false))
+            && self
+                .since
+                .is_none_or(|s| tag.stamp >= time::stamp(s).as_str())
+    }
+
+    /// The records that pass, newest first, at most `limit`, opening only the files that may match.
+    pub fn newest(&self, dir: &LogDir, limit: usize) -> Result<Vec<Record>, Error> {
+        let mut found = Vec::new();
+        if limit == 0 {
+            return Ok(found);
+        }
+        dir.scan_newest(
+            |tag| self.may_match(tag),
+            |r| {
+                if self.matches(&r) {
+                    found.push(r);
+                }
+                found.len() < limit
+            },
+        )?;
+        Ok(found)
+    }
+}
+
+/// The records of a container (id prefix), oldest first, opening only its files.
+pub fn of_container(dir: &LogDir, container: &str) -> Result<Vec<Record>, Error> {
+    let mut found = Vec::new();
+    dir.scan_newest(
+        |tag| tag.may_be_container(container),
+        |r| {
+            if r.container_id
+                .as_deref()
+                .is_some_and(|c| c.starts_with(container))
+            {
+                found.push(r);
+            }
+            true
+        },
+    )?;
+    found.reverse();
+    Ok(found)
+}
+
+/// The newest record's container id.
+pub fn latest_container(dir: &LogDir) -> Result<Option<String>, Error> {
+    let mut latest = None;
+    dir.scan_newest(
+        |tag| tag.container != Some("-"),
+        |r| {
+            latest = r.container_id;
+            latest.is_none()
+        },
+    )?;
+    Ok(latest)
 }
 
 /// One line per record: time, id, verb, plugin, interface, container, pod, exit, duration.
@@ -105,8 +166,7 @@ pub fn print(out: &mut impl Write, records: &[Record], json: bool) -> io::Result
 pub fn follow(dir: &LogDir, filter: &Filter, limit: usize, json: bool) -> Result<(), Error> {
     let mut seen: HashSet<_> = HashSet::new();
     let files = dir.list()?;
-    let records = dir.load_all()?;
-    let mut first = select(&records, filter, limit);
+    let mut first = filter.newest(dir, limit)?;
     first.reverse();
     let mut out = io::stdout().lock();
     print(&mut out, &first, json).map_err(Error::io("write", "stdout"))?;

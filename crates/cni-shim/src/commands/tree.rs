@@ -63,11 +63,6 @@ pub fn forest(records: &[Record], container: &str) -> Vec<Node> {
     roots.iter().map(|r| build(r, &children, 0)).collect()
 }
 
-/// The container of the newest record that has one: what `tree` shows when not told.
-pub fn latest_container(records: &[Record]) -> Option<String> {
-    records.iter().rev().find_map(|r| r.container_id.clone())
-}
-
 fn label(r: &Record) -> String {
     let exit = match r.exit.signal {
         Some(s) => format!("killed by signal {s}"),
