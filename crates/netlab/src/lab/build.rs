@@ -145,6 +145,9 @@ pub fn up(
         topology.nodes.len(),
         opts.reference_dir.display()
     );
+    if has_ipvlan {
+        let _ = writeln!(out, "    {}", crate::lab::runtime::IPVLAN_REAL);
+    }
     let bin = plugin_dir(&dir, opts)?;
     if opts.shim.is_some() {
         let _ = writeln!(
@@ -209,31 +212,47 @@ pub fn up(
         has_ipvlan,
         flannel_network: flannel.map(|f| f.network),
     };
-    let plans = pods(topology, cluster);
+    let plans: Vec<PodPlan> = pods(topology, cluster)
+        .into_iter()
+        .filter(|p| state.node(&p.node).is_some())
+        .collect();
     let _ = writeln!(out, "==> {} pods", plans.len());
-    let mut notes = state.substitutions.clone();
-    for plan in plans {
-        let Some(node) = state.node(&plan.node).cloned() else {
-            continue;
-        };
-        let netns = format!("{}-{}", opts.name, plan.name);
-        let mut pod = PodState {
+    // Every pod's namespace at once, recorded first: two processes for all of them, not three per pod. The lab
+    // starts pods without IPv6 duplicate address detection, which would only add seconds of waiting.
+    let namespaces: Vec<String> = plans
+        .iter()
+        .map(|p| format!("{}-{}", opts.name, p.name))
+        .collect();
+    for (plan, netns) in plans.iter().zip(&namespaces) {
+        state.created.push(Resource::Netns {
+            name: netns.clone(),
+        });
+        state.pods.push(PodState {
             name: plan.name.clone(),
             namespace: plan.namespace.clone(),
             node: plan.node.clone(),
             owner: plan.owner.clone(),
             netns: netns.clone(),
             ..PodState::default()
+        });
+    }
+    state.save()?;
+    let adds: Vec<String> = namespaces
+        .iter()
+        .map(|n| format!("netns add {n}"))
+        .collect();
+    sys::ip_batch(None, &adds)?;
+    sys::prepare_netns(
+        &namespaces,
+        &[("net.ipv6.conf.default.accept_dad", "0")],
+        true,
+    )?;
+    let mut notes = state.substitutions.clone();
+    for (i, plan) in plans.into_iter().enumerate() {
+        let Some(node) = state.node(&plan.node).cloned() else {
+            continue;
         };
-        state.record(Resource::Netns {
-            name: netns.clone(),
-        })?;
-        ip(&["netns", "add", &netns])?;
-        ip_in(&netns, &["link", "set", "lo", "up"])?;
-        // The lab starts pods without IPv6 duplicate address detection, which would only add seconds of waiting.
-        sys::sysctl_in(&netns, "net.ipv6.conf.default.accept_dad", "0")?;
-        state.pods.push(pod.clone());
-        state.save()?;
+        let mut pod = state.pods[state.pods.len() - namespaces.len() + i].clone();
         let held: BTreeMap<u32, String> = state
             .pods
             .iter()
@@ -323,6 +342,15 @@ fn mark_index_conflicts(state: &mut State) {
             }
         }
     }
+    let failures: Vec<(String, String, u32, String)> = state
+        .pods
+        .iter()
+        .flat_map(|p| {
+            p.attachments
+                .iter()
+                .filter_map(|a| Some((p.node.clone(), p.name.clone(), a.index?, a.error.clone()?)))
+        })
+        .collect();
     for ((node, index), names) in holders.into_iter().filter(|(_, v)| v.len() > 1) {
         for p in state
             .pods
@@ -334,15 +362,22 @@ fn mark_index_conflicts(state: &mut State) {
                 .filter(|n| **n != p.name)
                 .map(String::as_str)
                 .collect();
-            let own = p
-                .attachments
+            // Every holder hears why the ADD that lost failed: with real ipvlan that is the kernel's own error.
+            let why: Vec<String> = failures
                 .iter()
-                .find(|a| a.index == Some(index))
-                .and_then(|a| a.error.clone());
+                .filter(|(n, _, i, _)| *n == node && *i == index)
+                .map(|(_, pod, _, e)| {
+                    if *pod == p.name {
+                        format!("; this pod's ADD failed: {e}")
+                    } else {
+                        format!("; {pod}'s ADD failed: {e}")
+                    }
+                })
+                .collect();
             let msg = format!(
                 "index {index} on node {node} is asked for by this pod and {}: one node has one address per index{}",
                 others.join(", "),
-                own.map_or(String::new(), |e| format!("; this pod's ADD failed: {e}"))
+                why.concat()
             );
             p.error.get_or_insert(msg);
         }
@@ -448,56 +483,37 @@ fn node(
         name: netns.clone(),
     })?;
     ip(&["netns", "add", &netns])?;
+    // One `ip -batch` for the node's side, one line for the switch's: a process each, not one per change.
     let port = format!("p{i}");
-    ip_in(
-        &netns,
-        &[
-            "link",
-            "add",
-            "eth0",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &port,
-            "netns",
-            &state.site_netns,
-        ],
-    )?;
+    let address = t.node_address(spec);
+    let mut lines = vec![
+        format!(
+            "link add eth0 type veth peer name {port} netns {}",
+            state.site_netns
+        ),
+        format!("addr add {address}/{} dev eth0", t.site.ipv4.prefix_len()),
+    ];
+    if let (Some(a6), Some(net)) = (t.node_address6(spec), t.site.ipv6) {
+        lines.push(format!("addr add {a6}/{} dev eth0 nodad", net.prefix_len()));
+    }
+    lines.extend([
+        "link set lo up".to_owned(),
+        "link set eth0 up".to_owned(),
+        format!("route add default via {}", t.site.gateway4),
+    ]);
+    if let Some(sn) = subnet {
+        lines.extend(flannel_node(i, address, sn));
+    }
+    sys::ip_batch(Some(&netns), &lines)?;
     ip_in(
         &state.site_netns,
         &["link", "set", &port, "master", "br0", "up"],
     )?;
-    let address = t.node_address(spec);
-    let v4 = format!("{address}/{}", t.site.ipv4.prefix_len());
-    ip_in(&netns, &["addr", "add", &v4, "dev", "eth0"])?;
-    if let (Some(a6), Some(net)) = (t.node_address6(spec), t.site.ipv6) {
-        ip_in(
-            &netns,
-            &[
-                "addr",
-                "add",
-                &format!("{a6}/{}", net.prefix_len()),
-                "dev",
-                "eth0",
-                "nodad",
-            ],
-        )?;
-    }
-    for dev in ["lo", "eth0"] {
-        ip_in(&netns, &["link", "set", dev, "up"])?;
-    }
-    ip_in(
-        &netns,
-        &[
-            "route",
-            "add",
-            "default",
-            "via",
-            &t.site.gateway4.to_string(),
-        ],
+    sys::prepare_netns(
+        std::slice::from_ref(&netns),
+        &[("net.ipv4.ip_forward", "1")],
+        false,
     )?;
-    sys::sysctl_in(&netns, "net.ipv4.ip_forward", "1")?;
 
     // The node's own view of the files its plugins read: its kernel command line and its CNI state.
     let mnt = state.dir.join("mnt").join(&spec.name);
@@ -520,7 +536,6 @@ fn node(
     )?;
 
     if let Some(sn) = subnet {
-        flannel_node(&netns, i, address, sn)?;
         let env = format!(
             "FLANNEL_NETWORK={}\nFLANNEL_SUBNET={}/{}\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n",
             cluster
@@ -567,41 +582,16 @@ fn vtep_mac(i: usize) -> String {
     format!("0a:58:00:00:{:02x}:{:02x}", (i >> 8) & 0xff, i & 0xff)
 }
 
-/// The node's side of flannel's vxlan backend: `flannel.1` with the subnet's network address.
-fn flannel_node(netns: &str, i: usize, address: Ipv4Addr, subnet: Ipv4Net) -> Result<(), Error> {
-    ip_in(
-        netns,
-        &[
-            "link",
-            "add",
-            "flannel.1",
-            "address",
-            &vtep_mac(i),
-            "type",
-            "vxlan",
-            "id",
-            "1",
-            "local",
-            &address.to_string(),
-            "dev",
-            "eth0",
-            "dstport",
-            "8472",
-            "nolearning",
-        ],
-    )?;
-    ip_in(
-        netns,
-        &[
-            "addr",
-            "add",
-            &format!("{}/32", subnet.network()),
-            "dev",
-            "flannel.1",
-        ],
-    )?;
-    ip_in(netns, &["link", "set", "flannel.1", "mtu", "1450", "up"])?;
-    Ok(())
+/// The node's side of flannel's vxlan backend, as `ip` batch lines: `flannel.1` with the subnet's network address.
+fn flannel_node(i: usize, address: Ipv4Addr, subnet: Ipv4Net) -> Vec<String> {
+    vec![
+        format!(
+            "link add flannel.1 address {} type vxlan id 1 local {address} dev eth0 dstport 8472 nolearning",
+            vtep_mac(i)
+        ),
+        format!("addr add {}/32 dev flannel.1", subnet.network()),
+        "link set flannel.1 mtu 1450 up".to_owned(),
+    ]
 }
 
 /// What flanneld programs on each node for every other: a route to its subnet through `flannel.1`, the
@@ -619,51 +609,20 @@ fn flannel_routes(state: &State) -> Result<(), Error> {
         })
         .collect();
     for (_, here, _) in &nodes {
+        let (mut routes, mut fdb) = (Vec::new(), Vec::new());
         for (j, there, sn) in nodes.iter().filter(|(_, n, _)| n.name != here.name) {
-            let vtep = sn.network().to_string();
-            let mac = vtep_mac(*j);
-            ip_in(
-                &here.netns,
-                &[
-                    "route",
-                    "add",
-                    &sn.to_string(),
-                    "via",
-                    &vtep,
-                    "dev",
-                    "flannel.1",
-                    "onlink",
-                ],
-            )?;
-            ip_in(
-                &here.netns,
-                &[
-                    "neigh",
-                    "add",
-                    &vtep,
-                    "lladdr",
-                    &mac,
-                    "dev",
-                    "flannel.1",
-                    "nud",
-                    "permanent",
-                ],
-            )?;
-            sys::run(
-                "bridge",
-                [
-                    "-n",
-                    &here.netns,
-                    "fdb",
-                    "append",
-                    &mac,
-                    "dev",
-                    "flannel.1",
-                    "dst",
-                    &there.address,
-                ],
-            )?;
+            let (vtep, mac) = (sn.network(), vtep_mac(*j));
+            routes.push(format!("route add {sn} via {vtep} dev flannel.1 onlink"));
+            routes.push(format!(
+                "neigh add {vtep} lladdr {mac} dev flannel.1 nud permanent"
+            ));
+            fdb.push(format!(
+                "fdb append {mac} dev flannel.1 dst {}",
+                there.address
+            ));
         }
+        sys::ip_batch(Some(&here.netns), &routes)?;
+        sys::bridge_batch(Some(&here.netns), &fdb)?;
     }
     Ok(())
 }

@@ -29,6 +29,10 @@ use crate::annotation::{
 pub const MACVLAN_FOR_IPVLAN: &str =
     "this kernel has no ipvlan: ipvlan L2 networks run as macvlan (mode bridge) with the same master and IPAM";
 
+/// What the lab says where the kernel has ipvlan.
+pub const IPVLAN_REAL: &str =
+    "ipvlan: real (this kernel has it): ipvlan networks run as written, no substitution";
+
 /// How plugins are run.
 #[derive(Debug, Clone)]
 pub struct Runtime {

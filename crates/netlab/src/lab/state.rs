@@ -156,7 +156,8 @@ impl State {
             path: path.clone(),
             reason: e.to_string(),
         };
-        let text = serde_json::to_vec_pretty(self).map_err(|e| Error::State {
+        // Compact: written after every pod, so its size is the lab's cost per pod.
+        let text = serde_json::to_vec(self).map_err(|e| Error::State {
             path: path.clone(),
             reason: e.to_string(),
         })?;

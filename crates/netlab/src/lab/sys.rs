@@ -1,8 +1,9 @@
 //! Running the system tools the lab drives: `ip`, `nsenter`, `unshare`, `mount`.
 
 use std::ffi::OsStr;
+use std::io::Write;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use crate::lab::Error;
 
@@ -50,20 +51,76 @@ pub fn ip_in(ns: &str, args: &[&str]) -> Result<String, Error> {
     run("ip", all)
 }
 
-/// A sysctl inside a network namespace.
-pub fn sysctl_in(ns: &str, key: &str, value: &str) -> Result<(), Error> {
-    run(
-        "ip",
-        [
-            "netns",
-            "exec",
-            ns,
-            "sysctl",
-            "-qw",
-            &format!("{key}={value}"),
-        ],
-    )
-    .map(|_| ())
+/// Runs `ip [-n NS] -batch -` with one command a line: one process for many changes.
+pub fn ip_batch(ns: Option<&str>, lines: &[String]) -> Result<(), Error> {
+    batch("ip", ns, lines)
+}
+
+/// Runs `bridge [-n NS] -batch -`.
+pub fn bridge_batch(ns: Option<&str>, lines: &[String]) -> Result<(), Error> {
+    batch("bridge", ns, lines)
+}
+
+fn batch(program: &str, ns: Option<&str>, lines: &[String]) -> Result<(), Error> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let mut args: Vec<&str> = Vec::new();
+    if let Some(ns) = ns {
+        args.extend(["-n", ns]);
+    }
+    args.extend(["-batch", "-"]);
+    let shown = || format!("{program} {} <<< {}", args.join(" "), lines.join("; "));
+    let failed = |reason: String| Error::Command {
+        command: shown(),
+        reason,
+    };
+    let mut child = Command::new(program)
+        .args(&args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| failed(e.to_string()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(lines.join("\n").as_bytes());
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| failed(e.to_string()))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(failed(
+            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        ))
+    }
+}
+
+/// Sets sysctls inside each of some network namespaces, and brings their loopback up where asked: one process
+/// from here for all of them. Keys are dotted and name no interface (`net.ipv4.ip_forward`).
+pub fn prepare_netns(
+    namespaces: &[String],
+    settings: &[(&str, &str)],
+    loopback: bool,
+) -> Result<(), Error> {
+    if namespaces.is_empty() {
+        return Ok(());
+    }
+    let mut inner: Vec<String> = settings
+        .iter()
+        .map(|(k, v)| format!("echo {v} > /proc/sys/{}", k.replace('.', "/")))
+        .collect();
+    if loopback {
+        inner.insert(0, "ip link set lo up".into());
+    }
+    let script = format!(
+        "for ns do nsenter --net=/var/run/netns/\"$ns\" -- sh -c '{}' || exit 1; done",
+        inner.join(" && ")
+    );
+    let mut args = vec!["-c".to_owned(), script, "sh".to_owned()];
+    args.extend(namespaces.iter().cloned());
+    run("sh", args).map(|_| ())
 }
 
 /// The network namespaces that exist.
