@@ -46,6 +46,21 @@ pub struct PodSpec {
     pub dns_config: Option<DnsConfig>,
 }
 
+impl PodSpec {
+    /// The required node-affinity terms (any one must match), empty where there are none.
+    pub fn required_terms(&self) -> &[NodeSelectorTerm] {
+        self.affinity
+            .as_ref()
+            .and_then(|a| a.node_affinity.as_ref())
+            .and_then(|n| {
+                n.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })
+            .map(|s| s.node_selector_terms.as_slice())
+            .unwrap_or_default()
+    }
+}
+
 /// `affinity`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -83,7 +98,7 @@ pub struct NodeSelectorTerm {
 }
 
 /// One label requirement.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct Requirement {
     /// The label.
     pub key: String,
@@ -173,17 +188,7 @@ impl Workload<'_> {
         {
             return true;
         }
-        let terms = self
-            .spec
-            .affinity
-            .as_ref()
-            .and_then(|a| a.node_affinity.as_ref())
-            .and_then(|n| {
-                n.required_during_scheduling_ignored_during_execution
-                    .as_ref()
-            })
-            .map(|s| s.node_selector_terms.as_slice())
-            .unwrap_or_default();
+        let terms = self.spec.required_terms();
         !terms.is_empty()
             && terms.iter().all(|t| {
                 t.match_expressions.iter().any(|r| {
@@ -199,17 +204,7 @@ impl Workload<'_> {
     /// single-valued `In` requirements of a single required term), and a fixed node name if any.
     fn fixed_labels(&self) -> BTreeMap<String, String> {
         let mut fixed = self.spec.node_selector.clone();
-        let terms = self
-            .spec
-            .affinity
-            .as_ref()
-            .and_then(|a| a.node_affinity.as_ref())
-            .and_then(|n| {
-                n.required_during_scheduling_ignored_during_execution
-                    .as_ref()
-            })
-            .map(|s| s.node_selector_terms.as_slice())
-            .unwrap_or_default();
+        let terms = self.spec.required_terms();
         if let [term] = terms {
             for r in &term.match_expressions {
                 if let ("In", [v]) = (r.operator.as_str(), r.values.as_slice()) {

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use ipnet::Ipv4Net;
 
+pub use crate::workload::Requirement;
+
 /// Which nodes a DaemonSet selects: its `nodeSelector` and required node affinity terms.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Selector {
@@ -14,17 +16,6 @@ pub struct Selector {
     pub labels: BTreeMap<String, String>,
     /// Required node-affinity terms: any one term must match, each term's requirements all.
     pub terms: Vec<Vec<Requirement>>,
-}
-
-/// One node-affinity requirement.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Requirement {
-    /// The label.
-    pub key: String,
-    /// `In`, `NotIn`, `Exists`, `DoesNotExist`.
-    pub operator: String,
-    /// The values for `In` and `NotIn`.
-    pub values: Vec<String>,
 }
 
 impl Selector {

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::lab::cluster::{Cluster, Flannel, Installer, Requirement, Selector, Workload};
+use crate::lab::cluster::{Cluster, Flannel, Installer, Selector, Workload};
 use crate::lab::Error;
 use crate::manifest::Object;
 use crate::workload::workload;
@@ -136,33 +136,13 @@ pub fn cluster(objects: &[Object]) -> Result<Cluster, Error> {
 }
 
 fn selector(spec: &crate::workload::PodSpec) -> Selector {
-    let terms = spec
-        .affinity
-        .as_ref()
-        .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|n| {
-            n.required_during_scheduling_ignored_during_execution
-                .as_ref()
-        })
-        .map(|s| {
-            s.node_selector_terms
-                .iter()
-                .map(|t| {
-                    t.match_expressions
-                        .iter()
-                        .map(|r| Requirement {
-                            key: r.key.clone(),
-                            operator: r.operator.clone(),
-                            values: r.values.clone(),
-                        })
-                        .collect()
-                })
-                .collect()
-        })
-        .unwrap_or_default();
     Selector {
         labels: spec.node_selector.clone(),
-        terms,
+        terms: spec
+            .required_terms()
+            .iter()
+            .map(|t| t.match_expressions.clone())
+            .collect(),
     }
 }
 
