@@ -71,11 +71,17 @@ enum Command {
     /// Check the lab end to end: pod to pod over flannel, the internet to every public address over TCP, net1 only
     /// where asked for, every address as index2ip computes it. Exit 1 when a check fails.
     Check(Name),
-    /// Run a command in a pod's network namespace: `netlab exec POD -- ip addr`.
+    /// Run a command in a pod's network namespace (`netlab exec POD -- ip addr`), or with --node in a node's
+    /// network and mount namespaces, where /proc/cmdline, /etc/cni/net.d, /var/lib/cni and /run/flannel are that
+    /// node's (`netlab exec --node mlab1 -- cat /proc/cmdline`).
     Exec {
         #[command(flatten)]
         name: Name,
-        /// The pod (`name` or `namespace/name`).
+        /// TARGET is a node, not a pod.
+        #[arg(long)]
+        node: bool,
+        /// The pod (`name` or `namespace/name`), or the node with --node.
+        #[arg(value_name = "TARGET")]
         pod: String,
         /// The command and its arguments.
         #[arg(last = true, required = true)]
@@ -258,7 +264,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Check(n) => Ok(verdict(lab::check(&n.name, &mut std::io::stdout())?)),
-        Command::Exec { name, pod, cmd } => Ok(lab::exec(&name.name, &pod, &cmd)?),
+        Command::Exec {
+            name,
+            node,
+            pod,
+            cmd,
+        } => Ok(lab::exec(&name.name, node, &pod, &cmd)?),
         Command::Down(n) => Ok(verdict(lab::down(&n.name, &mut std::io::stdout())?)),
         Command::Run(opts) => Ok(verdict(lab::run(&opts.args(), &mut std::io::stdout())?)),
         Command::Listen { args } => Ok(netlab::lab::check::listen_main(&args)),

@@ -14,10 +14,17 @@ use crate::lab::sys::{self, ip, ip_in};
 use crate::lab::topology::Topology;
 use crate::lab::Error;
 
-/// Where plugins keep their state.
-pub const VAR_LIB_CNI: &str = "/var/lib/cni";
-/// The file in [`RUN_DIR`] saying that a lab created [`VAR_LIB_CNI`].
-pub const VAR_LIB_CNI_MARKER: &str = "created-var-lib-cni";
+/// The host paths each node sees bound to a directory of its own, so that its plugins (and an operator in
+/// `netlab exec --node`) find that node's CNI configuration, CNI state and flannel subnet file where a real node
+/// keeps them. The mount points must exist on the host.
+pub const NODE_DIRS: [(&str, &str); 3] = [
+    ("net.d", "/etc/cni/net.d"),
+    ("cni-state", "/var/lib/cni"),
+    ("run-flannel", "/run/flannel"),
+];
+/// The file in [`RUN_DIR`] listing the host directories labs created for [`NODE_DIRS`], removed with it by the last
+/// lab down (removing one earlier would unmount it in the other labs' node namespaces).
+pub const CREATED_MARKER: &str = "created-host-dirs";
 
 /// How to bring a lab up.
 #[derive(Debug, Clone)]
@@ -120,14 +127,20 @@ pub fn up(
         // What labs share (/run/netlab, /var/lib/cni) is made under a lock that `down` takes to remove it.
         let _lock = shared_lock()?;
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        // Plugins keep their state under /var/lib/cni, which each node sees bound to a directory of its own; the
-        // mount point must exist on the host. Where the lab makes it, a marker says so, and the last lab down
-        // removes it (removing it earlier would unmount it in the other labs' node namespaces).
-        let var_lib_cni = Path::new(VAR_LIB_CNI);
-        if !var_lib_cni.exists() {
-            let marker = Path::new(RUN_DIR).join(VAR_LIB_CNI_MARKER);
-            std::fs::write(&marker, "").map_err(|e| Error::io(&marker, e))?;
-            std::fs::create_dir_all(var_lib_cni).map_err(|e| Error::io(var_lib_cni, e))?;
+        let marker = Path::new(RUN_DIR).join(CREATED_MARKER);
+        let mut created = std::fs::read_to_string(&marker).unwrap_or_default();
+        for (_, host) in NODE_DIRS {
+            // Each ancestor made here is listed before its children, so that removal in reverse finds them empty.
+            let mut missing: Vec<&Path> = Path::new(host)
+                .ancestors()
+                .take_while(|p| !p.exists())
+                .collect();
+            missing.reverse();
+            for d in missing {
+                created.push_str(&format!("{}\n", d.display()));
+                std::fs::write(&marker, &created).map_err(|e| Error::io(&marker, e))?;
+                std::fs::create_dir(d).map_err(|e| Error::io(d, e))?;
+            }
         }
     }
     state.save()?;
@@ -466,11 +479,11 @@ fn node(
 ) -> Result<NodeState, Error> {
     let netns = format!("{}-{}", state.name, spec.name);
     let dir = state.dir.join("nodes").join(&spec.name);
-    let cni_state = dir.join("cni-state");
-    let net_d = dir.join("net.d");
-    for d in [&cni_state, &net_d] {
-        std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
+    for (own, _) in NODE_DIRS {
+        let d = dir.join(own);
+        std::fs::create_dir_all(&d).map_err(|e| Error::io(&d, e))?;
     }
+    let net_d = dir.join("net.d");
     let cmdline = dir.join("cmdline");
     std::fs::write(&cmdline, t.cmdline(spec)).map_err(|e| Error::io(&cmdline, e))?;
     let cni_configs = cluster.configs_for(&spec.labels);
@@ -528,10 +541,13 @@ fn node(
             "slave",
             "sh",
             "-c",
-            "mount --bind \"$1\" /proc/cmdline && mount --bind \"$2\" /var/lib/cni",
+            "mount --bind \"$1\" /proc/cmdline && mount --bind \"$2\" /etc/cni/net.d && \
+             mount --bind \"$3\" /var/lib/cni && mount --bind \"$4\" /run/flannel",
             "sh",
             &path_str(&cmdline),
-            &path_str(&cni_state),
+            &path_str(&dir.join("net.d")),
+            &path_str(&dir.join("cni-state")),
+            &path_str(&dir.join("run-flannel")),
         ],
     )?;
 
@@ -546,7 +562,7 @@ fn node(
             first_host(sn),
             sn.prefix_len()
         );
-        let p = dir.join("subnet.env");
+        let p = dir.join("run-flannel").join("subnet.env");
         std::fs::write(&p, env).map_err(|e| Error::io(&p, e))?;
     }
     Ok(NodeState {

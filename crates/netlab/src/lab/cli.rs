@@ -113,21 +113,36 @@ pub fn check(name: &str, out: &mut dyn Write) -> Result<bool, Error> {
     Ok(check::check(&loaded(name)?, &exe, out)?.failures() == 0)
 }
 
-/// `exec POD -- CMD`: runs CMD in the pod's network namespace and returns its exit status.
-pub fn exec(name: &str, pod: &str, cmd: &[String]) -> Result<ExitCode, Error> {
+/// `exec [--node] TARGET -- CMD`: runs CMD in a pod's network namespace, or in a node's network and mount
+/// namespaces, and returns its exit status.
+pub fn exec(name: &str, node: bool, target: &str, cmd: &[String]) -> Result<ExitCode, Error> {
     let state = loaded(name)?;
-    let Some(p) = state.pod(pod) else {
-        let names: Vec<&str> = state.pods.iter().map(|p| p.name.as_str()).collect();
-        return Err(Error::Lab(format!(
-            "no pod {pod} in lab {name}; pods: {}",
-            names.join(", ")
-        )));
-    };
+    let mut namespaces = Vec::new();
+    if node {
+        let Some(n) = state.node(target) else {
+            let names: Vec<&str> = state.nodes.iter().map(|n| n.name.as_str()).collect();
+            return Err(Error::Lab(format!(
+                "no node {target} in lab {name}; nodes: {}",
+                names.join(", ")
+            )));
+        };
+        namespaces.push(format!("--mount={}", n.mnt.display()));
+        namespaces.push(format!("--net=/var/run/netns/{}", n.netns));
+    } else {
+        let Some(p) = state.pod(target) else {
+            let names: Vec<&str> = state.pods.iter().map(|p| p.name.as_str()).collect();
+            return Err(Error::Lab(format!(
+                "no pod {target} in lab {name}; pods: {}",
+                names.join(", ")
+            )));
+        };
+        namespaces.push(format!("--net=/var/run/netns/{}", p.netns));
+    }
     let Some((program, rest)) = cmd.split_first() else {
         return Err(Error::Lab("exec needs a command after --".into()));
     };
     let status = Command::new("nsenter")
-        .arg(format!("--net=/var/run/netns/{}", p.netns))
+        .args(&namespaces)
         .arg("--")
         .arg(program)
         .args(rest)

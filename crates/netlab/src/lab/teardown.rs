@@ -109,7 +109,7 @@ pub fn down(name: &str, out: &mut dyn Write) -> Result<Report, Error> {
     Ok(report)
 }
 
-/// When no lab is left, removes what labs share: /var/lib/cni where a lab made it, and /run/netlab.
+/// When no lab is left, removes what labs share: the host directories labs made for their nodes, and /run/netlab.
 fn last_lab_out() {
     let Ok(_lock) = crate::lab::build::shared_lock() else {
         return;
@@ -121,9 +121,12 @@ fn last_lab_out() {
     if others {
         return;
     }
-    let marker = run.join(crate::lab::build::VAR_LIB_CNI_MARKER);
-    if marker.exists() {
-        let _ = std::fs::remove_dir(crate::lab::build::VAR_LIB_CNI);
+    let marker = run.join(crate::lab::build::CREATED_MARKER);
+    if let Ok(created) = std::fs::read_to_string(&marker) {
+        // Children were listed after their parents: remove in reverse, and only what is empty.
+        for dir in created.lines().rev() {
+            let _ = std::fs::remove_dir(dir);
+        }
         let _ = std::fs::remove_file(&marker);
     }
     let _ = std::fs::remove_dir(run);
