@@ -25,6 +25,12 @@ step "manifests: kustomize render, strict schema validation, netlab gen --check,
 cargo build --quiet -p netlab
 NETLAB=target/debug/netlab scripts/validate-k8s.sh
 
+step "supply chain: every dependency with its licences; cargo deny check licenses bans (offline)"
+scripts/deny.sh
+
+step "the lab killed during up at 23 points, each fully removed by down"
+scripts/churn.sh killed
+
 step "fuzz: index2ip's stdin and command-line parsers, 20 s each from the seed corpus"
 scripts/fuzz.sh 20
 

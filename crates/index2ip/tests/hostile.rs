@@ -102,3 +102,59 @@ fn unreadable_node_files() {
         assert!(msg.contains(&path.display().to_string()), "{msg}");
     }
 }
+
+#[test]
+fn hostile_bytes_and_repeats_in_the_node_file() {
+    let dir = TempDir::new("bytes");
+    let add = |name: &str, contents: &[u8]| {
+        let path = dir.file(name, contents);
+        let config = json!({"cniVersion": "1.0.0", "ipam": {"type": "index2ip", "index": 1, "cmdline": path}});
+        crate::util::call("ADD", &config)
+    };
+    // Bytes that are not UTF-8 in another parameter do not matter; in the key's own value they are refused.
+    let elsewhere = add(
+        "elsewhere",
+        b"quiet x=\xff\xfe epoxy.ipv4=4.14.159.112/26,4.14.159.65,8.8.8.8,8.8.4.4\n",
+    );
+    crate::util::ok(&elsewhere);
+    assert_eq!(json_address(&elsewhere), "4.14.159.113/26");
+    for (name, contents) in [
+        (
+            "in-value",
+            &b"epoxy.ipv4=4.14.159.112/26,4.14.159.65,8.8.\xff.8,8.8.4.4\n"[..],
+        ),
+        (
+            "nul",
+            b"epoxy.ipv4=4.14.159.112/26,4.14.159.65,8.8.8.8,8.8.4.4\0epoxy.ipv6=\n",
+        ),
+    ] {
+        let msg = err(&add(name, contents), 100);
+        assert!(msg.contains("DNS"), "{name}: {msg}");
+    }
+    // A key repeated with the same value is one key; with another value, or empty the second time, it is refused.
+    let same = add(
+        "same",
+        b"epoxy.ipv4=4.14.159.112/26,4.14.159.65,, epoxy.ipv4=4.14.159.112/26,4.14.159.65,,",
+    );
+    crate::util::ok(&same);
+    for (name, contents) in [
+        (
+            "v6-twice",
+            &b"epoxy.ipv4=4.14.159.112/26,4.14.159.65,, epoxy.ipv6=2001:db8::112/64,2001:db8::1,, epoxy.ipv6=2001:db8::200/64,2001:db8::1,,"[..],
+        ),
+        (
+            "v6-then-empty",
+            b"epoxy.ipv4=4.14.159.112/26,4.14.159.65,, epoxy.ipv6=2001:db8::112/64,2001:db8::1,, epoxy.ipv6=",
+        ),
+    ] {
+        let msg = err(&add(name, contents), 100);
+        assert!(msg.contains("epoxy.ipv6= is given twice"), "{name}: {msg}");
+    }
+}
+
+fn json_address(out: &std::process::Output) -> String {
+    crate::util::json(out)["ips"][0]["address"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}

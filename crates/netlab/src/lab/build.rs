@@ -145,7 +145,11 @@ pub fn up(
     }
     state.save()?;
 
-    let has_ipvlan = sys::kernel_has_ipvlan(&format!("{}-probe", opts.name));
+    let probe = format!("{}-probe", opts.name);
+    state.record(Resource::Netns {
+        name: probe.clone(),
+    })?;
+    let has_ipvlan = sys::kernel_has_ipvlan(&probe);
     if !has_ipvlan {
         state
             .substitutions
@@ -277,6 +281,17 @@ pub fn up(
                     .filter_map(|a| a.index.map(|i| (i, p.name.clone())))
             })
             .collect();
+        let mut persist = |p: &PodState| {
+            if let Some(slot) = state
+                .pods
+                .iter_mut()
+                .find(|s| s.name == p.name && s.namespace == p.namespace)
+            {
+                slot.clone_from(p);
+            }
+            // A failure to write shows at the save after the pod, which stops `up`.
+            let _ = state.save();
+        };
         runtime.attach(
             cluster,
             &node,
@@ -284,6 +299,7 @@ pub fn up(
             &plan.annotations,
             &held,
             &mut notes,
+            &mut persist,
         );
         pod.network_status = crate::lab::runtime::network_status(&pod);
         let _ = writeln!(out, "    {}", pod_line(&pod));

@@ -212,7 +212,10 @@ impl Runtime {
     }
 
     /// ADD for every network of a pod, in order; stops at the first failure, as multus does. `held` maps the
-    /// indices other pods on the node already hold to those pods.
+    /// indices other pods on the node already hold to those pods. `persist` is called with the pod, its next
+    /// attachment already listed, right before that attachment's ADD: a crash from then on still leaves `down` the
+    /// attachment to DEL.
+    #[allow(clippy::too_many_arguments)]
     pub fn attach(
         &self,
         cluster: &Cluster,
@@ -221,6 +224,7 @@ impl Runtime {
         annotations: &BTreeMap<String, String>,
         held: &BTreeMap<u32, String>,
         notes: &mut Vec<String>,
+        persist: &mut dyn FnMut(&PodState),
     ) {
         let plan = match plan_pod(cluster, node, pod, annotations) {
             Ok(p) => p,
@@ -236,43 +240,55 @@ impl Runtime {
                 default,
                 ..Attachment::default()
             };
-            let prepared = self.prepare(node, &config);
-            let outcome = prepared.and_then(|(list, subs)| {
-                for s in subs {
-                    if !notes.contains(&s) {
-                        notes.push(s);
+            let list = match self.prepare(node, &config) {
+                Ok((list, subs)) => {
+                    for s in subs {
+                        if !notes.contains(&s) {
+                            notes.push(s);
+                        }
                     }
+                    att.conflist = conflist_value(&list);
+                    att.index = index_of(&list);
+                    Ok(list)
                 }
-                att.conflist = conflist_value(&list);
-                att.index = index_of(&list);
-                if let Some(other) = att.index.and_then(|i| held.get(&i)).filter(|_| !self.has_ipvlan) {
-                    // Real ipvlan refuses a second interface with the same address on one master; macvlan, standing
-                    // in for it, would not, so the lab refuses in its place rather than hide the conflict.
-                    return Err(format!(
-                        "index {} is already held on node {} by pod {other}: ipvlan refuses a second interface with \
-                         the same address on one master (EADDRINUSE); the lab, running macvlan in its place, refuses it too",
-                        att.index.unwrap_or_default(),
-                        node.name
-                    ));
-                }
-                let started = std::time::Instant::now();
-                let result = self.invocation(node, pod, &ifname).add_chain(&list).map_err(|e| e.to_string());
-                att.add_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-                result
-            });
-            match outcome {
+                Err(e) => Err(e),
+            };
+            let refused = match (&list, att.index.and_then(|i| held.get(&i))) {
+                (Err(e), _) => Some(e.clone()),
+                // Real ipvlan refuses a second interface with the same address on one master; macvlan, standing
+                // in for it, would not, so the lab refuses in its place rather than hide the conflict.
+                (Ok(_), Some(other)) if !self.has_ipvlan => Some(format!(
+                    "index {} is already held on node {} by pod {other}: ipvlan refuses a second interface with \
+                     the same address on one master (EADDRINUSE); the lab, running macvlan in its place, refuses it too",
+                    att.index.unwrap_or_default(),
+                    node.name
+                )),
+                _ => None,
+            };
+            if let Some(e) = refused {
+                pod.error = Some(format!("{ifname} ({network}): {e}"));
+                att.error = Some(e);
+                pod.attachments.push(att);
+                return;
+            }
+            let Ok(list) = list else { return };
+            pod.attachments.push(att);
+            persist(pod);
+            let started = std::time::Instant::now();
+            let result = self.invocation(node, pod, &ifname).add_chain(&list);
+            let Some(att) = pod.attachments.last_mut() else {
+                return;
+            };
+            att.add_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            match result {
                 Ok(result) => {
                     att.result = serde_json::to_value(result.at(cni::Version::LATEST)).ok()
                 }
                 Err(e) => {
-                    att.error = Some(e.clone());
+                    att.error = Some(e.to_string());
                     pod.error = Some(format!("{ifname} ({network}): {e}"));
+                    return;
                 }
-            }
-            let failed = att.error.is_some();
-            pod.attachments.push(att);
-            if failed {
-                return;
             }
         }
     }

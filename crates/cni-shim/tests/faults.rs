@@ -1,0 +1,295 @@
+//! Faults of the real plugin and of the log directory that the other modules do not cover: a plugin that cannot
+//! be executed, one that hangs until the runtime's own timeout kills the shim, one that writes gigabytes, and a
+//! log directory replaced by a symbolic link while the plugin runs.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::util::{noise, path, text, Lab, CONF};
+
+/// How long a step may take before the test calls it a hang. Generous: it guards against hanging forever and
+/// measures nothing.
+const HANG: Duration = Duration::from_secs(20);
+
+/// Polls `f` until it holds or [`HANG`] passes.
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < HANG, "still not {what} after {HANG:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The state letter of a process (`R`, `S`, `Z`...), `None` once it is gone.
+fn proc_state(pid: u32) -> Option<char> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces: the state follows the last ')'.
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+fn error_reply(out: &std::process::Output) -> serde_json::Value {
+    assert_ne!(out.status.code(), Some(0));
+    assert!(out.stderr.is_empty(), "stderr: {}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not an error reply ({e}): {}", text(&out.stdout)))
+}
+
+#[test]
+fn a_real_plugin_that_cannot_be_executed_is_a_cni_error_naming_it() {
+    let lab = Lab::new(&[
+        ("not-executable", "echo never"),
+        ("bad-interpreter", "echo never"),
+        ("garbage", "echo never"),
+        ("a-directory", "echo never"),
+    ]);
+    let real = |n: &str| lab.real.join(n);
+    fs::set_permissions(real("not-executable"), fs::Permissions::from_mode(0o644)).unwrap();
+    fs::write(
+        real("bad-interpreter"),
+        "#!/nonexistent/interpreter\necho never\n",
+    )
+    .unwrap();
+    fs::write(real("garbage"), noise(4096, 5)).unwrap();
+    fs::remove_file(real("a-directory")).unwrap();
+    fs::create_dir(real("a-directory")).unwrap();
+    for name in [
+        "not-executable",
+        "bad-interpreter",
+        "garbage",
+        "a-directory",
+    ] {
+        let out = lab.call(
+            name,
+            &format!(r#"{{"cniVersion":"0.3.1","name":"n","type":"{name}"}}"#),
+        );
+        let reply = error_reply(&out);
+        assert_eq!(reply["cniVersion"], "0.3.1", "{name}: {reply}");
+        assert_eq!(reply["code"], 5, "{name}: {reply}");
+        let msg = reply["msg"].as_str().unwrap_or_default();
+        assert!(
+            msg.contains(&real(name).display().to_string()),
+            "{name}: {msg}"
+        );
+    }
+    let records = lab.records();
+    assert_eq!(records.len(), 4, "a failed call is recorded too");
+    assert!(records
+        .iter()
+        .all(|r| r.child_pid.is_none() && r.exit.code != 0 && r.error.is_some()));
+}
+
+#[test]
+fn a_hanging_plugin_yields_to_the_runtimes_timeout() {
+    // The plugin reads its config, tells the test its pid, then blocks on a FIFO no one writes yet: a plugin stuck
+    // on a lock or on the kernel.
+    let lab = Lab::new(&[(
+        "hang",
+        "cat >/dev/null; echo $$ >\"$PIDFILE.tmp\"; mv \"$PIDFILE.tmp\" \"$PIDFILE\"; read x <\"$FIFO\"; echo '{}'",
+    )]);
+    let pidfile = lab.tmp.0.join("pid");
+    let fifo = lab.tmp.0.join("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let mut c = lab.command("hang");
+    c.env("PIDFILE", &pidfile)
+        .env("FIFO", &fifo)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut shim = c.spawn().unwrap();
+    shim.stdin
+        .take()
+        .unwrap()
+        .write_all(CONF.as_bytes())
+        .unwrap();
+    eventually("started", || pidfile.exists());
+    let plugin: u32 = fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+
+    // The runtime's timeout: it kills the process it ran (the shim), as a context-bound exec does.
+    let (mut stdout, mut stderr) = (shim.stdout.take().unwrap(), shim.stderr.take().unwrap());
+    shim.kill().unwrap();
+    let (done, wait) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stdout.read_to_end(&mut bytes);
+        let _ = stderr.read_to_end(&mut bytes);
+        let _ = done.send(bytes);
+    });
+    let status = shim.wait().unwrap();
+    let got = wait.recv_timeout(HANG).expect(
+        "the runtime's pipes reach end of file once the shim is dead: nothing else holds them",
+    );
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9)
+    );
+    assert!(got.is_empty(), "{}", text(&got));
+
+    // The documented limit: the real plugin outlives the shim while it blocks, and dies on its next write to
+    // the closed pipe.
+    assert!(
+        matches!(proc_state(plugin), Some(s) if s != 'Z'),
+        "the blocked plugin is still there (pid {plugin})"
+    );
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&fifo)
+        .and_then(|mut f| f.write_all(b"go\n"))
+        .unwrap();
+    eventually("the real plugin gone", || {
+        matches!(proc_state(plugin), None | Some('Z'))
+    });
+    // The shim died before its record: nothing half-written is left.
+    let names: Vec<String> = fs::read_dir(&lab.logs)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
+}
+
+/// The peak resident size in KiB of process `pid` so far, from `/proc`.
+fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+#[test]
+fn a_plugin_writing_a_gigabyte_passes_it_all_in_bounded_memory() {
+    const GIB: u64 = 1 << 30;
+    let lab = Lab::new(&[(
+        "flood",
+        "cat >/dev/null; yes 0123456789abcdef | head -c $SIZE",
+    )]);
+    let mut c = lab.command("flood");
+    c.env("SIZE", GIB.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut shim = c.spawn().unwrap();
+    let pid = shim.id();
+    shim.stdin
+        .take()
+        .unwrap()
+        .write_all(CONF.as_bytes())
+        .unwrap();
+    let mut stdout = shim.stdout.take().unwrap();
+    // The runtime reads everything; the shim's peak memory is sampled while it streams and until it exits.
+    let (stop, stopped) = mpsc::channel::<()>();
+    let sampler = std::thread::spawn(move || {
+        let mut peak = 0;
+        while stopped.try_recv().is_err() {
+            if let Some(kib) = vm_hwm_kib(pid) {
+                peak = peak.max(kib);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        peak
+    });
+    let mut buf = vec![0u8; 1 << 16];
+    let (mut total, mut last_line) = (0u64, Vec::new());
+    loop {
+        let n = stdout.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        last_line.extend_from_slice(&buf[..n]);
+        let keep = last_line.len().saturating_sub(17);
+        last_line.drain(..keep);
+    }
+    let status = shim.wait().unwrap();
+    stop.send(()).unwrap();
+    let peak_kib = sampler.join().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(total, GIB, "every byte reached the runtime");
+    // 2^30 is a multiple of the 17-byte line plus a 13-byte remainder: the stream ends mid-line, as head cut it.
+    assert!(
+        last_line.ends_with(b"0123456789abc"),
+        "{}",
+        text(&last_line)
+    );
+    assert!(peak_kib > 0, "the shim's memory was never sampled");
+    assert!(
+        peak_kib < 32 * 1024,
+        "the shim's peak resident size was {peak_kib} KiB while {total} bytes passed"
+    );
+    let _ = writeln!(
+        std::io::stderr(),
+        "cni-shim peak RSS with 1 GiB on stdout: {peak_kib} KiB (sampled)"
+    );
+    let r = &lab.records()[0];
+    assert_eq!((r.stdout.len, r.stdout.truncated), (GIB, true));
+    assert_eq!(
+        r.stdout.bytes().len() as u64,
+        1 << 20,
+        "the record keeps captureBytes"
+    );
+}
+
+#[test]
+fn a_log_directory_replaced_by_a_symlink_mid_run_is_not_followed() {
+    // The plugin itself swaps the log directory for a link to a directory of its choosing while the call runs.
+    let lab = Lab::new(&[(
+        "swap",
+        "cat; if [ -d \"$LOGS\" ] && [ ! -L \"$LOGS\" ]; then mv \"$LOGS\" \"$LOGS.moved\"; mkdir \"$ELSEWHERE\"; ln -s \"$ELSEWHERE\" \"$LOGS\"; fi; echo to stderr >&2; exit 42",
+    )]);
+    let elsewhere = lab.tmp.0.join("elsewhere");
+    let moved = Path::new(&format!("{}.moved", path(&lab.logs))).to_owned();
+    // A first, ordinary call fills the directory.
+    let ordinary = lab.run(
+        {
+            let mut c = lab.command("swap");
+            c.env("LOGS", lab.tmp.0.join("not-the-log-dir"))
+                .env("ELSEWHERE", &elsewhere);
+            c
+        },
+        CONF.as_bytes(),
+    );
+    assert_eq!(ordinary.status.code(), Some(42));
+    assert_eq!(lab.records().len(), 1);
+    assert!(!elsewhere.exists());
+
+    let input = noise(200_000, 9);
+    for round in 0..2 {
+        let mut c = lab.command("swap");
+        c.env("LOGS", &lab.logs).env("ELSEWHERE", &elsewhere);
+        let out = lab.run(c, &input);
+        assert_eq!(out.status.code(), Some(42), "round {round}");
+        assert!(out.stdout == input, "round {round}: stdout changed");
+        assert_eq!(text(&out.stderr), "to stderr\n");
+        if round == 0 {
+            assert!(fs::symlink_metadata(&lab.logs)
+                .unwrap()
+                .file_type()
+                .is_symlink());
+        }
+        assert_eq!(
+            fs::read_dir(&elsewhere).unwrap().count(),
+            0,
+            "round {round}: nothing written through the link"
+        );
+    }
+    assert_eq!(
+        fs::read_dir(&moved).unwrap().count(),
+        1,
+        "the moved directory holds the first record only"
+    );
+}
