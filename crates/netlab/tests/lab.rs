@@ -202,9 +202,23 @@ fn two_pods_with_one_index_on_one_node_are_both_reported() {
     let up = lab(&n, "up", &["--topology", topo.to_str().unwrap()]);
     assert!(up.status.success(), "{}", text(&up));
     // The node's own view: its command line and its CNI configuration, where a real node keeps them.
-    let node = lab(&n, "exec", &["--node", "mlab1", "--", "sh", "-c", "cat /proc/cmdline; ls /etc/cni/net.d"]);
+    let node = lab(
+        &n,
+        "exec",
+        &[
+            "--node",
+            "mlab1",
+            "--",
+            "sh",
+            "-c",
+            "cat /proc/cmdline; ls /etc/cni/net.d",
+        ],
+    );
     let seen = text(&node);
-    assert!(seen.contains("epoxy.ipv4=192.0.2.9/26") && seen.contains("00-multus.conf"), "{seen}");
+    assert!(
+        seen.contains("epoxy.ipv4=192.0.2.9/26") && seen.contains("00-multus.conf"),
+        "{seen}"
+    );
     let check = lab(&n, "check", &[]);
     let t = text(&check);
     assert_eq!(check.status.code(), Some(1), "{t}");
