@@ -114,7 +114,15 @@ impl Payload {
                     None,
                 )
             }
-            Err(_) => (None, Some(b64::encode(&c.bytes))),
+            // Not text: kept as base64, with secret keys' string values masked first.
+            Err(_) => {
+                let mut changed = false;
+                let masked = redact::redact_json_like(&c.bytes, &mut changed);
+                if changed {
+                    redacted.push(label.to_owned());
+                }
+                (None, Some(b64::encode(&masked)))
+            }
         };
         Payload {
             len: c.total,

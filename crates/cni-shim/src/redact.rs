@@ -102,7 +102,11 @@ pub fn redact_text(text: &str, label: &str, found: &mut Vec<String>) -> Option<S
             return Some(out);
         }
     }
+    // Not JSON (cut at the capture bound, malformed): secret keys' string values masked where they stand, then the
+    // line-by-line shapes.
     let mut changed = false;
+    let masked = redact_json_like(text.as_bytes(), &mut changed);
+    let text = String::from_utf8_lossy(&masked);
     let out: Vec<String> = text
         .split_inclusive('\n')
         .map(|line| redact_line(line, &mut changed))
@@ -114,6 +118,58 @@ pub fn redact_text(text: &str, label: &str, found: &mut Vec<String>) -> Option<S
     } else {
         None
     }
+}
+
+/// Masks the string value after every `"KEY"` `:` whose key names a secret, in bytes that need not be valid JSON or
+/// UTF-8: a capture cut at its bound, a malformed config, one with a stray byte. Everything else is kept as it is.
+pub fn redact_json_like(bytes: &[u8], changed: &mut bool) -> Vec<u8> {
+    fn string_end(b: &[u8], mut k: usize) -> usize {
+        while k < b.len() {
+            match b[k] {
+                b'\\' => k += 2,
+                b'"' => return k,
+                _ => k += 1,
+            }
+        }
+        b.len()
+    }
+    fn skip_space(b: &[u8], mut k: usize) -> usize {
+        while k < b.len() && b[k].is_ascii_whitespace() {
+            k += 1;
+        }
+        k
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'"' {
+            out.push(bytes[i]);
+            i += 1;
+            continue;
+        }
+        let end = string_end(bytes, i + 1);
+        let key = &bytes[i + 1..end.min(bytes.len())];
+        let after = (end + 1).min(bytes.len());
+        out.extend_from_slice(&bytes[i..after]);
+        i = after;
+        let colon = skip_space(bytes, i);
+        if bytes.get(colon) != Some(&b':') {
+            continue;
+        }
+        let quote = skip_space(bytes, colon + 1);
+        if bytes.get(quote) != Some(&b'"') || !secret_key(&String::from_utf8_lossy(key)) {
+            continue;
+        }
+        let value_end = string_end(bytes, quote + 1);
+        out.extend_from_slice(&bytes[i..=quote]);
+        out.extend_from_slice(MARK.as_bytes());
+        if value_end < bytes.len() {
+            out.push(b'"');
+        }
+        i = (value_end + 1).min(bytes.len());
+        *changed = true;
+    }
+    out
 }
 
 fn redact_line(line: &str, changed: &mut bool) -> String {
@@ -199,6 +255,31 @@ pub fn redact_cni_args(args: &str, found: &mut Vec<String>) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn masks_secret_strings_in_what_does_not_parse() {
+        let mut changed = false;
+        let cut = br#"{"a":1, "password" : "hunter\"2", "token":"abc"#;
+        let out = redact_json_like(cut, &mut changed);
+        assert!(changed);
+        assert_eq!(
+            out,
+            br#"{"a":1, "password" : "[REDACTED]", "token":"[REDACTED]"#.to_vec()
+        );
+        let mut changed = false;
+        let bytes = b"{\"apiKey\":\"k\xff\",\"name\":\"n\"}";
+        assert_eq!(
+            redact_json_like(bytes, &mut changed),
+            b"{\"apiKey\":\"[REDACTED]\",\"name\":\"n\"}".to_vec()
+        );
+        let mut changed = false;
+        assert_eq!(
+            redact_json_like(br#"{"name":"password"}"#, &mut changed),
+            br#"{"name":"password"}"#.to_vec()
+        );
+        assert!(!changed, "a secret word as a value is no secret key");
+    }
+
     use super::*;
     use serde_json::json;
 
