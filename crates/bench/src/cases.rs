@@ -517,12 +517,34 @@ fn lab(
         group.skipped.push("every case: needs root".into());
         return Ok(group);
     }
+    // The default lab (six nodes, virtual and unlabelled ones included), whole: up, status, check, down.
+    let rounds = iterations.clamp(1, 5);
+    let mut run = Samples::default();
+    eprintln!("bench: Lab: the default lab, netlab run x {rounds}");
+    for _ in 0..rounds {
+        let start = Instant::now();
+        let name = format!("benchrun{}", std::process::id());
+        let out = Command::new(netlab)
+            .args(["run", "--name", &name, "--manifests", "k8s", "--index2ip"])
+            .arg(index2ip)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!(
+                "netlab run: {}",
+                String::from_utf8_lossy(&out.stdout)
+            ));
+        }
+        run.push(start.elapsed());
+    }
+    group
+        .rows
+        .push(("run (up, status, check, down), the default lab".into(), run));
     let sizes: &[usize] = if iterations == 1 {
         &[12]
     } else {
         &[12, 48, 200]
     };
-    let rounds = iterations.clamp(1, 5);
     for &pods in sizes {
         let topo = dir.join(format!("lab-{pods}.yaml"));
         std::fs::write(&topo, topology(pods)).map_err(|e| e.to_string())?;

@@ -148,6 +148,18 @@ fn goals(groups: &[Group]) -> String {
             );
         }
     }
+    row(
+        "the default lab's up, check and down within a few seconds (5 s)",
+        median(
+            groups,
+            "Lab",
+            "run (up, status, check, down), the default lab",
+        )
+        .map(|us| us / 1e6),
+        5.0,
+        true,
+        " s",
+    );
     for size in [12, 48, 200] {
         let lab = |case: String| median(groups, "Lab", &case);
         let up = lab(format!("up, {size} pods"));
