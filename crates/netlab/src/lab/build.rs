@@ -240,6 +240,7 @@ pub fn up(
         .iter()
         .map(|p| format!("{}-{}", opts.name, p.name))
         .collect();
+    let first_pod = state.pods.len();
     for (plan, netns) in plans.iter().zip(&namespaces) {
         state.created.push(Resource::Netns {
             name: netns.clone(),
@@ -269,7 +270,9 @@ pub fn up(
         let Some(node) = state.node(&plan.node).cloned() else {
             continue;
         };
-        let mut pod = state.pods[state.pods.len() - namespaces.len() + i].clone();
+        let Some(mut pod) = state.pods.get(first_pod + i).cloned() else {
+            continue;
+        };
         let held: BTreeMap<u32, String> = state
             .pods
             .iter()
