@@ -130,14 +130,97 @@ fn lock(m: &Mutex<Capture>) -> std::sync::MutexGuard<'_, Capture> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// The real plugin's execve(2), prepared before fork: when the runtime kills the shim (its timeout), the plugin
+/// must not live on, as it would not have without the shim. The child asks the kernel for SIGKILL when the shim
+/// dies and then makes this very call itself, between fork and exec. The plain execve keeps the failure a runtime
+/// would see (a file of no known format fails with ENOEXEC; glibc's execvp, which the standard library would use,
+/// runs it through /bin/sh instead).
+struct Exec {
+    path: std::ffi::CString,
+    argv: Vec<std::ffi::CString>,
+    envp: Vec<std::ffi::CString>,
+    shim: i64,
+}
+
+impl Exec {
+    /// `None` where an argument or variable holds a NUL byte (the kernel could not take it either; the standard
+    /// library's spawn then reports it).
+    fn new(real: &Path, args: &[OsString], span: &Span) -> Option<Exec> {
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        let c = |s: &OsStr| CString::new(s.as_bytes()).ok();
+        let mut argv = vec![c(real.as_os_str())?];
+        for a in args.iter().skip(1) {
+            argv.push(c(a)?);
+        }
+        let mut envp = Vec::new();
+        for (k, v) in std::env::vars_os().filter(|(k, _)| k != trace::ENV) {
+            let mut kv = k;
+            kv.push("=");
+            kv.push(v);
+            envp.push(c(&kv)?);
+        }
+        let mut trace_var = OsString::from(trace::ENV);
+        trace_var.push("=");
+        trace_var.push(span.child_env());
+        envp.push(c(&trace_var)?);
+        Some(Exec {
+            path: c(real.as_os_str())?,
+            argv,
+            envp,
+            shim: i64::from(std::process::id()),
+        })
+    }
+
+    fn die_with_the_shim(self, command: &mut Command) {
+        use std::os::unix::process::CommandExt;
+        /// Pointers into the strings the closure owns: they live as long as it does and are only read.
+        struct Ptrs(Vec<*const libc::c_char>, Vec<*const libc::c_char>);
+        // SAFETY: the pointers are read only, in the forked child, and point into strings moved along with them.
+        #[allow(unsafe_code)]
+        unsafe impl Send for Ptrs {}
+        #[allow(unsafe_code)]
+        unsafe impl Sync for Ptrs {}
+        let null = std::iter::once(std::ptr::null());
+        let ptrs = Ptrs(
+            self.argv.iter().map(|a| a.as_ptr()).chain(null.clone()).collect(),
+            self.envp.iter().map(|e| e.as_ptr()).chain(null).collect(),
+        );
+        #[allow(unsafe_code)]
+        // SAFETY: the closure runs in the forked child, after the standard library has set up its descriptors and
+        // before its own exec. It calls only prctl, getppid and execve, all async-signal-safe, allocates nothing
+        // (the strings and pointer arrays were built before fork) and takes no lock. On success execve does not
+        // return; on failure its errno is handed back to the parent as the spawn error.
+        unsafe {
+            command.pre_exec(move || {
+                let (_keep, ptrs) = (&self, &ptrs);
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // The shim may have died between fork and prctl; then the signal would never come.
+                if i64::from(libc::getppid()) != self.shim {
+                    return Err(io::Error::from_raw_os_error(libc::ESRCH));
+                }
+                libc::execve(self.path.as_ptr(), ptrs.0.as_ptr(), ptrs.1.as_ptr());
+                Err(io::Error::last_os_error())
+            });
+        }
+    }
+}
+
 /// Runs the real plugin, streaming stdin to it and its stdout and stderr to ours, keeping bounded copies.
 fn run(real: &Path, args: &[OsString], span: &Span, limit: u64) -> Result<Call, Error> {
-    let mut child = Command::new(real)
+    let mut command = Command::new(real);
+    command
         .args(args.iter().skip(1))
         .env(trace::ENV, span.child_env())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(exec) = Exec::new(real, args, span) {
+        exec.die_with_the_shim(&mut command);
+    }
+    let mut child = command
         .spawn()
         .map_err(|source| Error::Spawn {
             path: real.to_owned(),
