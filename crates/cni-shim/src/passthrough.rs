@@ -183,7 +183,11 @@ impl Exec {
         unsafe impl Sync for Ptrs {}
         let null = std::iter::once(std::ptr::null());
         let ptrs = Ptrs(
-            self.argv.iter().map(|a| a.as_ptr()).chain(null.clone()).collect(),
+            self.argv
+                .iter()
+                .map(|a| a.as_ptr())
+                .chain(null.clone())
+                .collect(),
             self.envp.iter().map(|e| e.as_ptr()).chain(null).collect(),
         );
         #[allow(unsafe_code)]
@@ -220,12 +224,10 @@ fn run(real: &Path, args: &[OsString], span: &Span, limit: u64) -> Result<Call, 
     if let Some(exec) = Exec::new(real, args, span) {
         exec.die_with_the_shim(&mut command);
     }
-    let mut child = command
-        .spawn()
-        .map_err(|source| Error::Spawn {
-            path: real.to_owned(),
-            source,
-        })?;
+    let mut child = command.spawn().map_err(|source| Error::Spawn {
+        path: real.to_owned(),
+        source,
+    })?;
     let child_pid = child.id();
 
     // stdin: forwarded on its own thread, not joined: a caller that never closes stdin must not hold up the exit.
