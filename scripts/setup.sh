@@ -14,6 +14,8 @@ die() { printf 'setup: %s\n' "$*" >&2; exit 1; }
 
 # Debian packages: the reference CNI plugins (macvlan, ipvlan, host-local, static...), ip, ping.
 packages=(containernetworking-plugins iproute2 iputils-ping ca-certificates)
+# The VM of `netlab run --vm` (real ipvlan): qemu, a static busybox, depmod, GNU cpio.
+packages+=(qemu-system-x86 busybox-static kmod cpio)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -2,12 +2,14 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use netlab::input::Render;
 use netlab::lab::cli as lab;
+use netlab::lab::vm::Accel;
 use netlab::lint::Options;
 use netlab::site::SiteBlock;
 use netlab::{gen, NodesFrom};
@@ -91,7 +93,24 @@ enum Command {
     /// Idempotent; works after a crash from the state file. Exit 1 when anything leaked.
     Down(Name),
     /// up, status, check and down in one; exits with the check's status (1 also when anything leaked).
-    Run(LabOpts),
+    ///
+    /// With --vm all of it runs inside a VM booted from Debian's stock kernel (built by scripts/vm-image.sh),
+    /// where ipvlan is real.
+    Run(RunOpts),
+    /// Run a command inside the lab's VM (the image scripts/vm-image.sh builds), with files of this machine at
+    /// their own paths: `netlab vm-exec --ship target/debug/deps/tests-HASH -- target/debug/deps/tests-HASH
+    /// interop::ipvlan` runs a test binary's kernel-dependent tests on a kernel with ipvlan. Exits with the
+    /// command's status.
+    VmExec {
+        #[command(flatten)]
+        vm: VmOpts,
+        /// A file to put into the VM at its own absolute path, with the shared libraries ldd names for it.
+        #[arg(long, value_name = "PATH")]
+        ship: Vec<PathBuf>,
+        /// The command and its arguments.
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
     /// (internal) a pod's TCP listener for `check`.
     #[command(name = "__listen", hide = true)]
     Listen { args: Vec<String> },
@@ -128,6 +147,64 @@ struct LabOpts {
     /// /run/netlab/NAME/shim` reads them while the lab is up.
     #[arg(long, value_name = "CNI_SHIM", num_args = 0..=1, require_equals = true)]
     trace: Option<Option<PathBuf>>,
+}
+
+#[derive(clap::Args)]
+struct RunOpts {
+    #[command(flatten)]
+    lab: LabOpts,
+    /// Run inside a VM booted under qemu from the image scripts/vm-image.sh builds: Debian's stock kernel, whose
+    /// ipvlan the index networks then use as written.
+    #[arg(long)]
+    vm: bool,
+    #[command(flatten)]
+    vm_opts: VmOpts,
+}
+
+#[derive(clap::Args)]
+struct VmOpts {
+    /// The VM image (default: vm/current in the cargo target directory holding netlab, or target/vm/current).
+    #[arg(long, value_name = "DIR")]
+    vm_image: Option<PathBuf>,
+    /// The VM's accelerator: kvm where it boots (tried first for --vm-boot-timeout seconds), else tcg.
+    #[arg(long, value_enum, default_value_t = AccelArg::Auto)]
+    vm_accel: AccelArg,
+    /// Seconds a KVM guest may take to reach its init before software emulation is tried.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    vm_boot_timeout: u64,
+    /// Seconds the whole VM run may take.
+    #[arg(long, value_name = "SECS", default_value_t = 900)]
+    vm_timeout: u64,
+}
+
+impl VmOpts {
+    fn options(self) -> netlab::lab::vm::VmOptions {
+        netlab::lab::vm::VmOptions {
+            image: self.vm_image,
+            accel: match self.vm_accel {
+                AccelArg::Auto => Accel::Auto,
+                AccelArg::Kvm => Accel::Kvm,
+                AccelArg::Tcg => Accel::Tcg,
+            },
+            boot_timeout: Duration::from_secs(self.vm_boot_timeout),
+            timeout: Duration::from_secs(self.vm_timeout),
+            ..Default::default()
+        }
+    }
+
+    fn given(&self) -> bool {
+        self.vm_image.is_some()
+            || !matches!(self.vm_accel, AccelArg::Auto)
+            || self.vm_boot_timeout != 10
+            || self.vm_timeout != 900
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AccelArg {
+    Auto,
+    Kvm,
+    Tcg,
 }
 
 impl LabOpts {
@@ -271,7 +348,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
             cmd,
         } => Ok(lab::exec(&name.name, node, &pod, &cmd)?),
         Command::Down(n) => Ok(verdict(lab::down(&n.name, &mut std::io::stdout())?)),
-        Command::Run(opts) => Ok(verdict(lab::run(&opts.args(), &mut std::io::stdout())?)),
+        Command::Run(opts) if opts.vm => {
+            let outcome = netlab::lab::vm::run(
+                &opts.lab.args(),
+                &opts.vm_opts.options(),
+                &mut std::io::stdout(),
+            )?;
+            Ok(ExitCode::from(outcome.status))
+        }
+        Command::Run(opts) if opts.vm_opts.given() => {
+            bail!("the --vm-* options need --vm")
+        }
+        Command::VmExec { vm, ship, cmd } => {
+            let outcome =
+                netlab::lab::vm::exec(&ship, &cmd, &vm.options(), &mut std::io::stdout())?;
+            Ok(ExitCode::from(outcome.status))
+        }
+        Command::Run(opts) => Ok(verdict(lab::run(&opts.lab.args(), &mut std::io::stdout())?)),
         Command::Listen { args } => Ok(netlab::lab::check::listen_main(&args)),
         Command::Connect { args } => Ok(netlab::lab::check::connect_main(&args)),
     }

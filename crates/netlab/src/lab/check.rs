@@ -287,6 +287,7 @@ fn start_listeners(state: &State, exe: &Path) -> Result<Vec<Child>, Error> {
                     &SocketAddr::new(addr, PORT).to_string(),
                     &pod.name,
                 ])
+                .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())
                 .spawn()
@@ -330,7 +331,8 @@ fn probe(state: &State, exe: &Path, addr: IpAddr, pod: &str) -> Result<(), Strin
     Ok(())
 }
 
-/// `__listen ADDR NAME`: accepts connections on ADDR and answers each with NAME, for at most a minute.
+/// `__listen ADDR NAME`: accepts connections on ADDR and answers each with NAME until its standard input closes
+/// (`check` holds it open while it probes, and a crash closes it) or ten minutes have passed.
 pub fn listen_main(args: &[String]) -> ExitCode {
     let (Some(addr), Some(name)) = (args.first(), args.get(1)) else {
         return ExitCode::from(2);
@@ -348,7 +350,12 @@ pub fn listen_main(args: &[String]) -> ExitCode {
     };
     println!("ready");
     let _ = std::io::stdout().flush();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    // A fixed lifetime would cut off a slow check (a VM under software emulation takes minutes for a few pods).
+    std::thread::spawn(|| {
+        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+        std::process::exit(0);
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(600);
     let _ = listener.set_nonblocking(true);
     while std::time::Instant::now() < deadline {
         match listener.accept() {

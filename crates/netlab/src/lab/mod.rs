@@ -6,7 +6,8 @@
 //!   flannel runs, the NetworkAttachmentDefinitions, the DaemonSets whose pods land on nodes;
 //! - [`build`]: `up`, recording everything in the [`state`] file before making it;
 //! - [`runtime`]: attaching pods with multus and flannel semantics and the real plugins;
-//! - [`status`], [`check`], [`teardown`] (`down`).
+//! - [`status`], [`check`], [`teardown`] (`down`);
+//! - [`vm`]: `run --vm`, the whole run inside a VM whose kernel has ipvlan.
 
 pub mod build;
 pub mod check;
@@ -19,6 +20,7 @@ pub mod status;
 pub mod sys;
 pub mod teardown;
 pub mod topology;
+pub mod vm;
 
 use std::path::PathBuf;
 
