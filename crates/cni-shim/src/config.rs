@@ -22,7 +22,7 @@ pub const DEFAULT_LOG_DIR: &str = "/var/log/cni-shim";
 /// The default bound on the log directory's total size.
 pub const DEFAULT_MAX_BYTES: u64 = 32 << 20;
 /// The default bound on each of stdin, stdout and stderr kept in a record.
-pub const DEFAULT_CAPTURE_BYTES: u64 = 1 << 20;
+pub const DEFAULT_CAPTURE_BYTES: u64 = 64 << 10;
 /// By default one call in this many enforces the size bound: a full pass over the directory costs more than a call.
 pub const DEFAULT_PRUNE_EVERY: u32 = 64;
 

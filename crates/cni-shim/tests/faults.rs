@@ -229,7 +229,7 @@ fn a_plugin_writing_a_gigabyte_passes_it_all_in_bounded_memory() {
     assert_eq!((r.stdout.len, r.stdout.truncated), (GIB, true));
     assert_eq!(
         r.stdout.bytes().len() as u64,
-        1 << 20,
+        cni_shim::config::DEFAULT_CAPTURE_BYTES,
         "the record keeps captureBytes"
     );
 }
