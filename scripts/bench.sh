@@ -26,7 +26,7 @@ else
 fi
 
 echo "==> measuring, $iterations calls per case"
-target/release/bench --iterations "$iterations" --out "$out" \
+target/release/bench --iterations "$iterations" --out "$out" --notes crates/bench/NOTES.md \
     --bin floor="$static_dir/floor" \
     --bin index2ip-static="$static_dir/index2ip" \
     --bin index2ip-dynamic=target/release/index2ip \

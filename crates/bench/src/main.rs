@@ -21,6 +21,7 @@ usage: bench [--iterations N] [--out FILE] [--bin NAME=PATH]...
 
   --iterations N   calls per case (default 300; 1 is a smoke run that only proves every case works)
   --out FILE       write the report there as Markdown (default: print it)
+  --notes FILE     append this Markdown (the analysis of the figures) to the report
   --bin NAME=PATH  a binary under test: index2ip-static, index2ip-dynamic, floor (a static do-nothing binary)
                    missing ones are reported as not measured
 
@@ -47,7 +48,19 @@ fn main() -> ExitCode {
     };
     match cases::run_all(&opts) {
         Ok(groups) => {
-            let text = report::markdown(&opts, &groups);
+            let mut text = report::markdown(&opts, &groups);
+            if let Some(path) = &opts.notes {
+                match std::fs::read_to_string(path) {
+                    Ok(notes) => {
+                        text.push('\n');
+                        text.push_str(&notes);
+                    }
+                    Err(e) => {
+                        eprintln!("bench: cannot read {}: {e}", path.display());
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
             match &opts.out {
                 Some(path) => match std::fs::write(path, &text) {
                     Ok(()) => {
@@ -81,6 +94,8 @@ pub struct Options {
     pub out: Option<PathBuf>,
     /// Binaries under test by name.
     pub bins: BTreeMap<String, PathBuf>,
+    /// Markdown appended to the report.
+    pub notes: Option<PathBuf>,
 }
 
 impl Options {
@@ -89,6 +104,7 @@ impl Options {
             iterations: 300,
             out: None,
             bins: BTreeMap::new(),
+            notes: None,
         };
         let mut it = args.iter();
         while let Some(flag) = it.next() {
@@ -102,6 +118,7 @@ impl Options {
                     })?;
                 }
                 "--out" => opts.out = Some(PathBuf::from(value()?)),
+                "--notes" => opts.notes = Some(PathBuf::from(value()?)),
                 "--bin" => {
                     let v = value()?;
                     let (name, path) = v
