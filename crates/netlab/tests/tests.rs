@@ -9,7 +9,8 @@
 //! - `churn`: 500 pods added and deleted through the real chain on one node (root), nothing leaked, no address
 //!   handed out twice, DEL good also with multus's stripped config (ignored: run by `scripts/churn.sh chain`);
 //! - `vm`: the lab inside a VM booted from Debian's stock kernel (root, qemu): the default lab with real ipvlan;
-//!   every index network on one machine, and a duplicate index refused by the kernel against both pods;
+//!   every index network on one machine, and a duplicate index refused by the kernel against both pods; index2ip's
+//!   ipvlan interop test and cni-shim's netns test run there with real ipvlan;
 //!   `vm-exec` running a shipped file there;
 //! - `cli`: the binary: exit codes, file:line, JSON, `--nodes`, `gen --check` on the checked-in tree and on a
 //!   changed copy.

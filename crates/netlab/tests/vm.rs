@@ -347,3 +347,88 @@ fn vm_exec_runs_a_shipped_file_on_a_kernel_with_ipvlan_and_returns_its_status() 
         "the kernel's ipvlan link, in ip's details:\n{t}"
     );
 }
+
+/// The workspace's test executable that lists `test` (cargo names every crate's `tests/tests.rs` binary
+/// `tests-HASH`), found beside netlab's own.
+fn test_executable(test: &str) -> Option<PathBuf> {
+    let deps = netlab().parent()?.join("deps");
+    let mut candidates: Vec<PathBuf> = std::fs::read_dir(&deps)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            name.starts_with("tests-") && !name.contains('.')
+        })
+        .collect();
+    // The newest first: an older build of the same crate may linger.
+    candidates.sort_by_key(|p| std::cmp::Reverse(p.metadata().and_then(|m| m.modified()).ok()));
+    candidates.into_iter().find(|exe| {
+        Command::new(exe)
+            .args(["--list", "--exact", test])
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(&format!("{test}: test")))
+    })
+}
+
+/// Runs one test of another crate inside the VM, with the binaries it needs shipped at their own paths, and
+/// asserts it passed there without a skip or a stand-in.
+fn run_in_vm(name: &str, test: &str) {
+    let _one = ONE_VM
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Some(image) = image(name) else {
+        return;
+    };
+    let Some(exe) = test_executable(test) else {
+        skip(
+            name,
+            &format!("no built test executable lists {test} (cargo test --workspace builds it)"),
+        );
+        return;
+    };
+    let out = Command::new(netlab())
+        .args(["vm-exec", "--vm-image"])
+        .arg(&image)
+        .arg("--ship")
+        .arg(&exe)
+        .arg("--ship")
+        .arg(netlab().with_file_name("index2ip"))
+        .arg("--ship")
+        .arg(netlab().with_file_name("cni-shim"))
+        .arg("--")
+        .arg(&exe)
+        .args([test, "--exact", "--test-threads=1"])
+        .output()
+        .unwrap();
+    let t = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(t.contains("test result: ok. 1 passed"), "{t}");
+    assert!(
+        !t.contains("SKIPPED") && !t.contains("no ipvlan"),
+        "the test must run with real ipvlan in the VM:\n{t}"
+    );
+}
+
+#[test]
+fn index2ips_ipvlan_interop_test_runs_for_real_in_the_vm() {
+    run_in_vm(
+        "vm::index2ip-interop",
+        "interop::ipvlan_uses_index2ip_at_every_shared_version",
+    );
+}
+
+#[test]
+fn cni_shims_netns_test_runs_with_ipvlan_in_the_vm() {
+    run_in_vm(
+        "vm::cni-shim-netns",
+        "netns::main_plugin_and_index2ip_through_the_shim_give_a_two_level_tree",
+    );
+}
