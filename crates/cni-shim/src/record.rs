@@ -178,6 +178,13 @@ impl Record {
         })
     }
 
+    /// Whether the call belongs to a container whose id starts with `prefix`.
+    pub fn in_container(&self, prefix: &str) -> bool {
+        self.container_id
+            .as_deref()
+            .is_some_and(|c| c.starts_with(prefix))
+    }
+
     /// Whether the call failed.
     pub fn failed(&self) -> bool {
         self.exit.code != 0

@@ -66,11 +66,7 @@ pub struct Pair<'a> {
 pub fn pairs<'a>(records: &'a [Record], container: &str, verb: &str) -> Vec<Pair<'a>> {
     let mine: Vec<&Record> = records
         .iter()
-        .filter(|r| {
-            r.container_id
-                .as_deref()
-                .is_some_and(|c| c.starts_with(container))
-        })
+        .filter(|r| r.in_container(container))
         .collect();
     let is = |r: &Record, v: &str| {
         r.command

@@ -28,14 +28,11 @@ pub struct Filter {
 impl Filter {
     /// Whether a record passes.
     pub fn matches(&self, r: &Record) -> bool {
-        self.container.as_deref().is_none_or(|c| {
-            r.container_id
+        self.container.as_deref().is_none_or(|c| r.in_container(c))
+            && self
+                .pod
                 .as_deref()
-                .is_some_and(|id| id.starts_with(c))
-        }) && self
-            .pod
-            .as_deref()
-            .is_none_or(|p| r.pod().is_some_and(|pod| pod.contains(p)))
+                .is_none_or(|p| r.pod().is_some_and(|pod| pod.contains(p)))
             && self.plugin.as_deref().is_none_or(|p| r.plugin == p)
             && self.verb.as_deref().is_none_or(|v| {
                 r.command
@@ -93,10 +90,7 @@ pub fn of_container(dir: &LogDir, container: &str) -> Result<Vec<Record>, Error>
     dir.scan_newest(
         |tag| tag.may_be_container(container),
         |r| {
-            if r.container_id
-                .as_deref()
-                .is_some_and(|c| c.starts_with(container))
-            {
+            if r.in_container(container) {
                 found.push(r);
             }
             true

@@ -21,11 +21,7 @@ pub struct Node {
 pub fn forest(records: &[Record], container: &str) -> Vec<Node> {
     let traces: HashSet<&str> = records
         .iter()
-        .filter(|r| {
-            r.container_id
-                .as_deref()
-                .is_some_and(|c| c.starts_with(container))
-        })
+        .filter(|r| r.in_container(container))
         .map(|r| r.trace_id.as_str())
         .collect();
     let mut chosen: Vec<&Record> = records
