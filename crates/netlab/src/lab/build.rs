@@ -285,15 +285,8 @@ pub fn up(
             })
             .collect();
         let mut persist = |p: &PodState| {
-            if let Some(slot) = state
-                .pods
-                .iter_mut()
-                .find(|s| s.name == p.name && s.namespace == p.namespace)
-            {
-                slot.clone_from(p);
-            }
             // A failure to write shows at the save after the pod, which stops `up`.
-            let _ = state.save();
+            let _ = state.save_pod(p);
         };
         runtime.attach(
             cluster,
@@ -306,6 +299,7 @@ pub fn up(
         );
         pod.network_status = crate::lab::runtime::network_status(&pod);
         let _ = writeln!(out, "    {}", pod_line(&pod));
+        state.save_pod(&pod)?;
         if let Some(slot) = state
             .pods
             .iter_mut()
@@ -313,7 +307,6 @@ pub fn up(
         {
             *slot = pod;
         }
-        state.save()?;
     }
     mark_index_conflicts(&mut state);
     state.substitutions = notes;

@@ -130,16 +130,31 @@ impl State {
         Path::new(RUN_DIR).join(name).join("state.json")
     }
 
-    /// Reads lab `name`'s state; `None` when there is no such lab.
+    /// Reads lab `name`'s state; `None` when there is no such lab. A pod saved on its own since the last whole
+    /// save ([`State::save_pod`]) is taken from its own file.
     pub fn load(name: &str) -> Result<Option<State>, Error> {
         let path = State::path(name);
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| Error::State {
-                    path,
-                    reason: e.to_string(),
-                }),
+            Ok(bytes) => {
+                let mut state: State =
+                    serde_json::from_slice(&bytes).map_err(|e| Error::State {
+                        path: path.clone(),
+                        reason: e.to_string(),
+                    })?;
+                for pod in &mut state.pods {
+                    let own = Path::new(RUN_DIR)
+                        .join(name)
+                        .join("pods")
+                        .join(format!("{}.json", pod.netns));
+                    if let Some(newer) = std::fs::read(&own)
+                        .ok()
+                        .and_then(|b| serde_json::from_slice(&b).ok())
+                    {
+                        *pod = newer;
+                    }
+                }
+                Ok(Some(state))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::State {
                 path,
@@ -156,13 +171,31 @@ impl State {
             path: path.clone(),
             reason: e.to_string(),
         };
-        // Compact: written after every pod, so its size is the lab's cost per pod.
         let text = serde_json::to_vec(self).map_err(|e| Error::State {
             path: path.clone(),
             reason: e.to_string(),
         })?;
         std::fs::write(&tmp, text).map_err(err)?;
-        std::fs::rename(&tmp, &path).map_err(err)
+        std::fs::rename(&tmp, &path).map_err(err)?;
+        // The whole state now holds every pod: files of single pods would only shadow it with older copies.
+        let _ = std::fs::remove_dir_all(self.dir.join("pods"));
+        Ok(())
+    }
+
+    /// Writes one pod on its own, atomically: what `up` does after each step of a pod, so that the cost per pod
+    /// does not grow with the lab (the whole state is rewritten only at the start and the end of the pods).
+    pub fn save_pod(&self, pod: &PodState) -> Result<(), Error> {
+        let dir = self.dir.join("pods");
+        let path = dir.join(format!("{}.json", pod.netns));
+        let err = |e: String| Error::State {
+            path: path.clone(),
+            reason: e,
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| err(e.to_string()))?;
+        let text = serde_json::to_vec(pod).map_err(|e| err(e.to_string()))?;
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, text).map_err(|e| err(e.to_string()))?;
+        std::fs::rename(&tmp, &path).map_err(|e| err(e.to_string()))
     }
 
     /// Records a resource and saves, before the caller creates it: a crash in between leaves an entry for something

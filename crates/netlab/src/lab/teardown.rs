@@ -55,6 +55,15 @@ pub fn down(name: &str, out: &mut dyn Write) -> Result<Report, Error> {
                 has_ipvlan: true,
                 flannel_network: None,
             };
+            // A lab killed mid-`up` may leave plugins running inside its nodes: they finish before DEL runs, or
+            // they would add back what DEL removes.
+            let stopped = stop_node_processes(&state);
+            if stopped > 0 {
+                let _ = writeln!(
+                    out,
+                    "    stopped {stopped} process(es) still running in the lab's nodes"
+                );
+            }
             for pod in state.pods.iter().rev() {
                 let Some(node) = state.node(&pod.node) else {
                     continue;
@@ -130,6 +139,47 @@ fn last_lab_out() {
         let _ = std::fs::remove_file(&marker);
     }
     let _ = std::fs::remove_dir(run);
+}
+
+/// Kills the processes that live in one of the lab's node mount namespaces (plugins a killed `up` left running)
+/// and waits, two seconds at most, until they are gone. Returns how many there were.
+fn stop_node_processes(state: &State) -> usize {
+    use std::os::unix::fs::MetadataExt;
+    let inodes: Vec<u64> = state
+        .nodes
+        .iter()
+        .filter_map(|n| std::fs::metadata(&n.mnt).ok().map(|m| m.ino()))
+        .collect();
+    if inodes.is_empty() {
+        return 0;
+    }
+    let in_lab = || -> Vec<String> {
+        let Ok(procs) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        procs
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .bytes()
+                    .all(|b| b.is_ascii_digit())
+            })
+            .filter(|e| {
+                std::fs::metadata(e.path().join("ns/mnt")).is_ok_and(|m| inodes.contains(&m.ino()))
+            })
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let found = in_lab();
+    for pid in &found {
+        let _ = sys::run("kill", ["-KILL", pid.as_str()]);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while !in_lab().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    found.len()
 }
 
 /// host-local's lease files under a node's CNI state: one file per address held.
