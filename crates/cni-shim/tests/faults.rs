@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::util::{noise, path, text, Lab, CONF};
+use crate::util::{error_reply, noise, path, text, Lab, CONF};
 
 /// How long a step may take before the test calls it a hang. Generous: it guards against hanging forever and
 /// measures nothing.
@@ -30,13 +30,6 @@ fn proc_state(pid: u32) -> Option<char> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name is in parentheses and may hold spaces: the state follows the last ')'.
     stat.rsplit_once(')')?.1.trim_start().chars().next()
-}
-
-fn error_reply(out: &std::process::Output) -> serde_json::Value {
-    assert_ne!(out.status.code(), Some(0));
-    assert!(out.stderr.is_empty(), "stderr: {}", text(&out.stderr));
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not an error reply ({e}): {}", text(&out.stdout)))
 }
 
 #[test]

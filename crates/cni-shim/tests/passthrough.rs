@@ -3,7 +3,7 @@
 use std::fs;
 use std::os::unix::process::ExitStatusExt;
 
-use crate::util::{noise, text, Lab, CONF};
+use crate::util::{error_reply, noise, text, Lab, CONF};
 
 #[test]
 fn every_exit_code_comes_through() {
@@ -170,13 +170,6 @@ fn version_probes_with_a_dummy_cni_path_work() {
     c.env("CNI_COMMAND", "VERSION").env("CNI_PATH", "dummy");
     lab.run(c, b"");
     assert_eq!(lab.records().len(), 1);
-}
-
-fn error_reply(out: &std::process::Output) -> serde_json::Value {
-    assert_ne!(out.status.code(), Some(0));
-    assert!(out.stderr.is_empty(), "stderr: {}", text(&out.stderr));
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not an error reply ({e}): {}", text(&out.stdout)))
 }
 
 #[test]

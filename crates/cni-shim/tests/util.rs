@@ -199,3 +199,11 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
 }
 
 pub const CONF: &str = r#"{"cniVersion":"1.0.0","name":"n","type":"fake"}"#;
+
+/// A failed call's CNI error reply: non-zero exit, nothing on stderr (the shim writes none), JSON on stdout.
+pub fn error_reply(out: &std::process::Output) -> serde_json::Value {
+    assert_ne!(out.status.code(), Some(0));
+    assert!(out.stderr.is_empty(), "stderr: {}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not an error reply ({e}): {}", text(&out.stdout)))
+}

@@ -16,11 +16,7 @@ fn index2ip() -> PathBuf {
 }
 
 fn ready(test: &str) -> bool {
-    let root_user = std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
-        s.lines()
-            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-    });
-    if !root_user {
+    if !netlab::lab::sys::is_root() {
         skip(
             test,
             "needs root: the lab creates network namespaces and mounts",
