@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Builds index2ip static and dynamic, then measures it side by side with the reference plugins and writes
-# BENCHMARKS.md. Run as root for the attachment cases. Usage: scripts/bench.sh [ITERATIONS] (default 300; 1 = smoke).
+# BENCHMARKS.md. Run as root for the attachment cases.
+# Usage: scripts/bench.sh [ITERATIONS [BENCH OPTIONS...]] (default 300; 1 = smoke), e.g. `scripts/bench.sh 300 --only shim`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh
 [ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
 iterations=${1:-300}
-out=${BENCH_OUT:-BENCHMARKS.md}
+# A partial run (options after ITERATIONS, such as --only) prints its report instead of replacing BENCHMARKS.md.
+if [ $# -gt 1 ]; then out=${BENCH_OUT:-}; else out=${BENCH_OUT:-BENCHMARKS.md}; fi
 
 echo "==> building (release): index2ip dynamic, netlab, the harness"
 cargo build --release --quiet -p index2ip -p bench -p netlab
@@ -26,9 +28,9 @@ else
 fi
 
 echo "==> measuring, $iterations calls per case"
-target/release/bench --iterations "$iterations" --out "$out" --notes crates/bench/NOTES.md \
+target/release/bench --iterations "$iterations" ${out:+--out "$out"} --notes crates/bench/NOTES.md \
     --bin floor="$static_dir/floor" \
     --bin index2ip-static="$static_dir/index2ip" \
     --bin index2ip-dynamic=target/release/index2ip \
     --bin cni-shim="$static_dir/cni-shim" \
-    --bin netlab=target/release/netlab
+    --bin netlab=target/release/netlab "${@:2}"

@@ -152,14 +152,21 @@ pub fn run_all(opts: &Options) -> Result<Vec<Group>, String> {
     if let Some(f) = &floor {
         g.insert(0, start("floor (static, does nothing)", f));
     }
-    groups.push(measure(
-        "Process start",
-        "fork, exec and wait of a binary that does nothing: the floor every plugin call pays",
-        g,
-        opts.iterations,
-    )?);
+    if opts.wants("start") {
+        groups.push(measure(
+            "Process start",
+            "fork, exec and wait of a binary that does nothing: the floor every plugin call pays",
+            g,
+            opts.iterations,
+        )?);
+    }
 
-    for verb in ["ADD", "DEL", "VERSION"] {
+    let verbs: &[&str] = if opts.wants("ipam") {
+        &["ADD", "DEL", "VERSION"]
+    } else {
+        &[]
+    };
+    for &verb in verbs {
         let mut g = Vec::new();
         if let Some(f) = &floor {
             g.push(case("floor (static, does nothing)", call(f, verb, "")));
@@ -197,21 +204,27 @@ pub fn run_all(opts: &Options) -> Result<Vec<Group>, String> {
         groups.push(measure(&format!("IPAM {verb}"), &note, g, opts.iterations)?);
     }
 
-    groups.push(attachment(&ipams, opts.iterations, i2_static.as_deref())?);
+    if opts.wants("attachment") {
+        groups.push(attachment(&ipams, opts.iterations, i2_static.as_deref())?);
+    }
     let shim = bin("cni-shim");
-    groups.extend(shim_groups(
-        opts.iterations,
-        i2_static.as_deref(),
-        shim.as_deref(),
-        &dir.0,
-    )?);
+    if opts.wants("shim") || opts.wants("queries") {
+        groups.extend(shim_groups(
+            opts,
+            i2_static.as_deref(),
+            shim.as_deref(),
+            &dir.0,
+        )?);
+    }
     let netlab = bin("netlab");
-    groups.push(lab(
-        opts.iterations,
-        netlab.as_deref(),
-        i2_dynamic.as_deref(),
-        &dir.0,
-    )?);
+    if opts.wants("lab") {
+        groups.push(lab(
+            opts.iterations,
+            netlab.as_deref(),
+            i2_dynamic.as_deref(),
+            &dir.0,
+        )?);
+    }
     if let Some(first) = groups.first_mut() {
         first.skipped.append(&mut missing);
     }
@@ -321,7 +334,7 @@ cat "$dir/stderr" >&2
 /// cni-shim's overhead on index2ip ADD, against the call made directly and through a bash shim like the original,
 /// for a small and a 1 MiB configuration; then cni-shim's queries over many records.
 fn shim_groups(
-    iterations: usize,
+    opts: &Options,
     index2ip: Option<&Path>,
     shim: Option<&Path>,
     dir: &Path,
@@ -394,7 +407,19 @@ fn shim_groups(
             ));
         }
     }
-    let mut groups = vec![measure(&overhead.title, &overhead.note, cases, iterations)?];
+    let iterations = opts.iterations;
+    let mut groups = Vec::new();
+    if opts.wants("shim") {
+        groups.push(measure(&overhead.title, &overhead.note, cases, iterations)?);
+    } else {
+        // The queries clone the records these calls leave.
+        for c in &cases {
+            run(&c.call)?;
+        }
+    }
+    if !opts.wants("queries") {
+        return Ok(groups);
+    }
 
     // Queries: records cloned from real ones up to the count, then logs and tree timed.
     let count = if iterations == 1 { 1_000 } else { 100_000 };

@@ -17,10 +17,12 @@ use std::process::ExitCode;
 const HELP: &str = "\
 bench: whole-process benchmarks of index2ip and its neighbours, side by side in one run
 
-usage: bench [--iterations N] [--out FILE] [--bin NAME=PATH]...
+usage: bench [--iterations N] [--only SECTION,...] [--out FILE] [--bin NAME=PATH]...
 
   --iterations N   calls per case (default 300; 1 is a smoke run that only proves every case works)
   --out FILE       write the report there as Markdown (default: print it)
+  --only SECTIONS  measure only these, comma-separated: start, ipam, attachment, shim, queries, lab
+                   (default: all); for working on one part, the report then holds only those sections
   --notes FILE     append this Markdown (the analysis of the figures) to the report
   --bin NAME=PATH  a binary under test: index2ip-static, index2ip-dynamic, floor (a static do-nothing binary)
                    missing ones are reported as not measured
@@ -96,6 +98,18 @@ pub struct Options {
     pub bins: BTreeMap<String, PathBuf>,
     /// Markdown appended to the report.
     pub notes: Option<PathBuf>,
+    /// The sections to measure; empty: all.
+    pub only: Vec<String>,
+}
+
+/// The sections `--only` can name.
+pub const SECTIONS: [&str; 6] = ["start", "ipam", "attachment", "shim", "queries", "lab"];
+
+impl Options {
+    /// Whether `section` is measured in this run.
+    pub fn wants(&self, section: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|s| s == section)
+    }
 }
 
 impl Options {
@@ -105,6 +119,7 @@ impl Options {
             out: None,
             bins: BTreeMap::new(),
             notes: None,
+            only: Vec::new(),
         };
         let mut it = args.iter();
         while let Some(flag) = it.next() {
@@ -119,6 +134,17 @@ impl Options {
                 }
                 "--out" => opts.out = Some(PathBuf::from(value()?)),
                 "--notes" => opts.notes = Some(PathBuf::from(value()?)),
+                "--only" => {
+                    for section in value()?.split(',').filter(|s| !s.is_empty()) {
+                        if !SECTIONS.contains(&section) {
+                            return Err(format!(
+                                "--only: no section {section:?}; the sections are {}",
+                                SECTIONS.join(", ")
+                            ));
+                        }
+                        opts.only.push(section.to_owned());
+                    }
+                }
                 "--bin" => {
                     let v = value()?;
                     let (name, path) = v

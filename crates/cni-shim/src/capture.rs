@@ -1,6 +1,10 @@
 //! Forwarding a stream while keeping a bounded copy of it for the record.
 
-use std::io::{self, ErrorKind, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use rustix::event::{poll, PollFd, PollFlags};
+use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
+use rustix::io::{read, write, Errno};
 
 /// A bounded copy of a stream: its first `limit` bytes and its total length.
 #[derive(Debug, Clone, Default)]
@@ -36,43 +40,173 @@ impl Capture {
     }
 }
 
-/// What [`pump`] does when writing fails because the reader went away.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnBroken {
-    /// Keep reading (and keeping) to the end of input, so the writer on the other side never blocks.
-    Drain,
-    /// Stop reading, so the writer on the other side meets the broken pipe too, as it would without the shim.
-    Stop,
+/// The three streams of a call, as the caller saw them.
+#[derive(Debug, Default)]
+pub struct Streams {
+    /// What the caller wrote to the plugin.
+    pub stdin: Capture,
+    /// What the plugin wrote to the caller.
+    pub stdout: Capture,
+    /// What the plugin wrote to the caller's stderr.
+    pub stderr: Capture,
 }
 
-/// Copies `from` to `to` until end of input, keeping a bounded copy in `keep`. Returns the first read error, if
-/// any.
-pub fn pump(
-    mut from: impl Read,
-    to: Option<impl Write>,
-    on_broken: OnBroken,
-    keep: &mut dyn FnMut(&[u8]),
-) -> io::Result<()> {
-    let mut to = to;
+/// The descriptors [`forward`] joins: the caller's three and the child's three pipe ends.
+#[derive(Debug)]
+pub struct Ends<'a> {
+    /// The caller's stdin, read from.
+    pub caller_in: Option<BorrowedFd<'a>>,
+    /// The caller's stdout, written to.
+    pub caller_out: Option<BorrowedFd<'a>>,
+    /// The caller's stderr, written to.
+    pub caller_err: Option<BorrowedFd<'a>>,
+    /// The write end of the child's stdin.
+    pub child_in: Option<OwnedFd>,
+    /// The read end of the child's stdout.
+    pub child_out: Option<OwnedFd>,
+    /// The read end of the child's stderr.
+    pub child_err: Option<OwnedFd>,
+}
+
+/// Forwards the caller's stdin to the child and the child's stdout and stderr to the caller, in one thread with
+/// one poll(2) loop, keeping a bounded copy of each; returns when the child has closed both of its outputs.
+///
+/// A child that stops reading stdin (or exits) does not block the caller: the rest of stdin is still read and
+/// kept. A caller that closes its stdout or stderr makes the child meet the broken pipe, as it would without the
+/// shim. A caller that never closes stdin does not hold up the return. Writes to the caller block, as the
+/// child's own would; the child's ends are made non-blocking so that no read or write of ours waits on it.
+pub fn forward(ends: Ends<'_>, limit: u64) -> Streams {
+    let Ends {
+        mut caller_in,
+        caller_out,
+        caller_err,
+        mut child_in,
+        mut child_out,
+        mut child_err,
+    } = ends;
+    for fd in [&child_in, &child_out, &child_err].into_iter().flatten() {
+        // Without it a write to a full pipe would wait; poll still says when to try, so this only costs a retry.
+        let _ = fcntl_getfl(fd).and_then(|f| fcntl_setfl(fd, f | OFlags::NONBLOCK));
+    }
+    let mut streams = Streams {
+        stdin: Capture::new(limit),
+        stdout: Capture::new(limit),
+        stderr: Capture::new(limit),
+    };
     let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        let chunk = &buf[..n];
-        keep(chunk);
-        if let Some(w) = to.as_mut() {
-            if w.write_all(chunk).is_err() {
-                if on_broken == OnBroken::Stop {
-                    return Ok(());
+    // Read from the caller but not yet taken by the child.
+    let (mut pending, mut at) = (Vec::new(), 0);
+    while child_out.is_some() || child_err.is_some() {
+        // Four slots: the caller's stdin (when nothing waits for the child), the child's stdin (when something
+        // does), its stdout, its stderr.
+        let waiting = at < pending.len();
+        let slots = [
+            caller_in.filter(|_| !waiting).map(|fd| (fd, PollFlags::IN)),
+            child_in
+                .as_ref()
+                .filter(|_| waiting)
+                .map(|fd| (fd.as_fd(), PollFlags::OUT)),
+            child_out.as_ref().map(|fd| (fd.as_fd(), PollFlags::IN)),
+            child_err.as_ref().map(|fd| (fd.as_fd(), PollFlags::IN)),
+        ];
+        let mut fds: Vec<PollFd<'_>> = slots
+            .iter()
+            .flatten()
+            .map(|&(fd, flags)| PollFd::from_borrowed_fd(fd, flags))
+            .collect();
+        match poll(&mut fds, None) {
+            Ok(_) => {}
+            Err(Errno::INTR) => continue,
+            // Nothing to wait on any more (cannot happen while an output is open) or no memory: give up; dropping
+            // the child's ends gives it end-of-file and broken pipes rather than a hang.
+            Err(_) => break,
+        }
+        let mut ready = [false; 4];
+        let mut polled = fds.iter();
+        for (slot, r) in slots.iter().zip(ready.iter_mut()) {
+            if slot.is_some() {
+                *r = polled.next().is_some_and(|p| !p.revents().is_empty());
+            }
+        }
+        drop(fds);
+
+        if ready[0] {
+            if let Some(fd) = caller_in {
+                match read(fd, &mut buf) {
+                    Err(Errno::INTR | Errno::AGAIN) => {}
+                    // End of input, or an input that cannot be read: the child sees end-of-file once it has
+                    // taken what is pending.
+                    Ok(0) | Err(_) => {
+                        caller_in = None;
+                        if !waiting {
+                            child_in = None;
+                        }
+                    }
+                    Ok(n) => {
+                        let chunk = &buf[..n];
+                        streams.stdin.push(chunk);
+                        if child_in.is_some() {
+                            pending.clear();
+                            pending.extend_from_slice(chunk);
+                            at = 0;
+                        }
+                    }
                 }
-                to = None;
+            }
+        }
+        if ready[1] {
+            if let Some(fd) = &child_in {
+                match write(fd, &pending[at..]) {
+                    Ok(n) => at += n,
+                    Err(Errno::INTR | Errno::AGAIN) => {}
+                    // The child stopped reading: the rest of stdin is still read (and kept), never sent.
+                    Err(_) => {
+                        child_in = None;
+                        at = pending.len();
+                    }
+                }
+                if at == pending.len() && caller_in.is_none() {
+                    child_in = None;
+                }
+            }
+        }
+        for (r, from, to, keep) in [
+            (ready[2], &mut child_out, caller_out, &mut streams.stdout),
+            (ready[3], &mut child_err, caller_err, &mut streams.stderr),
+        ] {
+            let Some(fd) = from.as_ref().filter(|_| r) else {
+                continue;
+            };
+            match read(fd, &mut buf) {
+                Err(Errno::INTR | Errno::AGAIN) => {}
+                Ok(0) | Err(_) => *from = None,
+                Ok(n) => {
+                    let chunk = &buf[..n];
+                    keep.push(chunk);
+                    if let Some(to) = to {
+                        if write_all(to, chunk).is_err() {
+                            // The caller went away: the child meets the broken pipe on its next write.
+                            *from = None;
+                        }
+                    }
+                }
             }
         }
     }
+    streams
+}
+
+/// Writes all of `bytes` to a blocking descriptor.
+fn write_all(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> Result<(), Errno> {
+    while !bytes.is_empty() {
+        match write(fd, bytes) {
+            Ok(0) => return Err(Errno::PIPE),
+            Ok(n) => bytes = &bytes[n..],
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -89,35 +223,133 @@ mod tests {
         assert!(c.truncated());
     }
 
-    #[test]
-    fn pump_forwards_everything_and_survives_a_dead_writer() -> io::Result<()> {
-        struct Dead;
-        impl Write for Dead {
-            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
-                Err(ErrorKind::BrokenPipe.into())
-            }
-            fn flush(&mut self) -> io::Result<()> {
-                Ok(())
-            }
-        }
-        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-        let mut out = Vec::new();
-        let mut c = Capture::new(10);
-        pump(&data[..], Some(&mut out), OnBroken::Stop, &mut |b| {
-            c.push(b)
-        })?;
-        assert_eq!(out, data);
-        assert_eq!(c.total, data.len() as u64);
-        let mut c = Capture::new(u64::MAX);
-        pump(&data[..], Some(Dead), OnBroken::Drain, &mut |b| c.push(b))?;
-        assert_eq!(c.bytes, data, "a dead writer does not stop the drain");
-        let mut c = Capture::new(u64::MAX);
-        pump(&data[..], Some(Dead), OnBroken::Stop, &mut |b| c.push(b))?;
-        assert_eq!(
-            c.total,
-            64 * 1024,
-            "a dead writer stops the copy after the chunk it refused"
+    /// A pipe as two owned ends.
+    fn pipe() -> (OwnedFd, OwnedFd) {
+        let (r, w) = std::io::pipe().expect("a pipe");
+        (r.into(), w.into())
+    }
+
+    /// Runs [`forward`] on a thread with `child` playing the plugin on the other ends; returns what the caller
+    /// read on stdout and stderr, and the streams.
+    fn call(
+        stdin: &[u8],
+        close_caller_out: bool,
+        child: impl FnOnce(OwnedFd, OwnedFd, OwnedFd, std::sync::mpsc::Receiver<()>) + Send + 'static,
+    ) -> (Vec<u8>, Vec<u8>, Streams) {
+        use std::io::{Read, Write};
+        let (caller_in_r, caller_in_w) = pipe();
+        let (caller_out_r, caller_out_w) = pipe();
+        let (caller_err_r, caller_err_w) = pipe();
+        let (child_in_r, child_in_w) = pipe();
+        let (child_out_r, child_out_w) = pipe();
+        let (child_err_r, child_err_w) = pipe();
+        // Tells the plugin when the caller has written all of stdin (or met a broken pipe).
+        let (written, wait_written) = std::sync::mpsc::channel();
+        let plugin =
+            std::thread::spawn(move || child(child_in_r, child_out_w, child_err_w, wait_written));
+        let input = stdin.to_vec();
+        let writer = std::thread::spawn(move || {
+            let _ = std::fs::File::from(caller_in_w).write_all(&input);
+            let _ = written.send(());
+        });
+        let readers = if close_caller_out {
+            drop(caller_out_r);
+            None
+        } else {
+            Some(std::thread::spawn(move || {
+                let mut out = Vec::new();
+                let _ = std::fs::File::from(caller_out_r).read_to_end(&mut out);
+                out
+            }))
+        };
+        let err_reader = std::thread::spawn(move || {
+            let mut err = Vec::new();
+            let _ = std::fs::File::from(caller_err_r).read_to_end(&mut err);
+            err
+        });
+        let streams = forward(
+            Ends {
+                caller_in: Some(caller_in_r.as_fd()),
+                caller_out: Some(caller_out_w.as_fd()),
+                caller_err: Some(caller_err_w.as_fd()),
+                child_in: Some(child_in_w),
+                child_out: Some(child_out_r),
+                child_err: Some(child_err_r),
+            },
+            u64::MAX,
         );
-        Ok(())
+        drop((caller_in_r, caller_out_w, caller_err_w));
+        plugin.join().expect("the plugin thread");
+        writer.join().expect("the writer thread");
+        let out = readers
+            .map(|r| r.join().expect("the reader"))
+            .unwrap_or_default();
+        let err = err_reader.join().expect("the stderr reader");
+        (out, err, streams)
+    }
+
+    fn data(len: u32) -> Vec<u8> {
+        (0..len).map(|i| (i % 251) as u8).collect()
+    }
+
+    #[test]
+    fn forwards_all_three_streams_larger_than_a_pipe() {
+        use std::io::{Read, Write};
+        let input = data(1_000_000);
+        let (out, err, streams) = call(&input, false, |i, o, e, _| {
+            // An echo plugin: everything read goes to stdout, and a line to stderr.
+            let mut got = Vec::new();
+            std::fs::File::from(i).read_to_end(&mut got).expect("stdin");
+            std::fs::File::from(o).write_all(&got).expect("stdout");
+            std::fs::File::from(e).write_all(b"done\n").expect("stderr");
+        });
+        assert_eq!(out, input);
+        assert_eq!(err, b"done\n");
+        assert_eq!(streams.stdin.bytes, input);
+        assert_eq!(streams.stdout.total, input.len() as u64);
+        assert_eq!(streams.stderr.bytes, b"done\n");
+    }
+
+    #[test]
+    fn a_child_that_reads_nothing_does_not_block_the_caller() {
+        use std::io::Write;
+        let input = data(500_000);
+        let (out, _, streams) = call(&input, false, |i, o, e, written| {
+            // Closes stdin unread, and answers only once the caller's write of all of it has returned.
+            drop(i);
+            let _ = written.recv();
+            std::fs::File::from(o).write_all(b"ok").expect("stdout");
+            drop(e);
+        });
+        assert_eq!(out, b"ok");
+        assert_eq!(
+            streams.stdin.total,
+            input.len() as u64,
+            "stdin is read to its end and kept"
+        );
+    }
+
+    #[test]
+    fn a_caller_that_closes_stdout_breaks_the_childs_pipe() {
+        use std::io::Write;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (_, _, streams) = call(b"{}", true, move |i, o, e, _| {
+            drop(i);
+            let mut o = std::fs::File::from(o);
+            let mut result = Ok(());
+            for _ in 0..100 {
+                result = o.write_all(&[b'x'; 4096]);
+                if result.is_err() {
+                    break;
+                }
+            }
+            let _ = tx.send(result.map_err(|e| e.kind()));
+            drop(e);
+        });
+        assert_eq!(
+            rx.recv().expect("the plugin's result"),
+            Err(std::io::ErrorKind::BrokenPipe)
+        );
+        assert!(streams.stdout.total <= 100 * 4096);
     }
 }

@@ -1,30 +1,31 @@
 //! The shim under a plugin's name: run the real plugin, forward everything, record the call afterwards.
 //!
-//! The caller's view is the real plugin's: same stdout and stderr bytes, same exit status. The record is written
-//! after forwarding, on a thread the shim waits for at most [`RECORD_TIMEOUT`]; nothing about it (a missing,
-//! unwritable, full or slow log directory, a panic) reaches the caller. The shim writes nothing of its own to
-//! stderr, which belongs to the plugin.
+//! The caller's view is the real plugin's: same stdout and stderr bytes, same exit status. What a record needs
+//! from the file system (the log directory's checks, pruning, creating the file) is done on a thread while the
+//! plugin runs, and the shim waits for it at most [`RECORD_TIMEOUT`] after the call; then it writes the record to
+//! the file it was handed. Nothing about the record (a missing, unwritable, full or slow log directory, a panic)
+//! reaches the caller. The shim writes nothing of its own to stderr, which belongs to the plugin.
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File};
 use std::io::{self, Read};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use cni::plugin::{write_reply, Outcome, STDIN_LIMIT};
 use cni::ErrorReply;
 
-use crate::capture::{pump, Capture, OnBroken};
+use crate::capture::{forward, Capture, Ends};
 use crate::config::{self, ShimConfig, DEFAULT_CAPTURE_BYTES};
 use crate::record::{Exit, Payload, Record, FORMAT};
-use crate::store::LogDir;
+use crate::store::{Draft, LogDir};
 use crate::trace::{self, Source, Span};
 use crate::{redact, time, Error};
 
@@ -65,16 +66,22 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     let span = Span::start(var(trace::ENV), var(trace::W3C_ENV));
     let probe = matches!(var("CNI_COMMAND"), Some("VERSION" | "STATUS"));
 
-    let (config, real, outcome) =
-        match config::locate_shim_dir(&argv0).and_then(|dir| ShimConfig::load(&dir)) {
-            Ok(config) => {
-                let real = config.real_dir.join(&plugin);
-                let outcome =
-                    resolve(&real).and_then(|()| run(&real, &args, &span, config.capture_bytes));
-                (Some(config), Some(real), outcome)
-            }
-            Err(e) => (None, None, Err(e)),
-        };
+    let config = config::locate_shim_dir(&argv0).and_then(|dir| ShimConfig::load(&dir));
+    // The record's file is made while the plugin runs. Not for a probe unless probes are recorded: most are not
+    // (only failed ones), and a file made and removed for nothing would be work on every probe.
+    let early = match &config {
+        Ok(c) if !probe || c.record_probes => Recorder::start(c, &span, started),
+        _ => None,
+    };
+    let (config, real, outcome) = match config {
+        Ok(config) => {
+            let real = config.real_dir.join(&plugin);
+            let outcome =
+                resolve(&real).and_then(|()| run(&real, &args, &span, config.capture_bytes));
+            (Some(config), Some(real), outcome)
+        }
+        Err(e) => (None, None, Err(e)),
+    };
     let limit = config
         .as_ref()
         .map_or(DEFAULT_CAPTURE_BYTES, |c| c.capture_bytes);
@@ -84,7 +91,8 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
 
     if let Some(config) = config {
         let quiet = probe && code == 0 && !config.record_probes;
-        if let (Some(log_dir), false) = (config.log_dir.clone(), quiet) {
+        let recorder = early.or_else(|| Recorder::start(&config, &span, started));
+        if let (Some(recorder), false) = (recorder, quiet) {
             let meta = Meta {
                 env,
                 plugin,
@@ -94,7 +102,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
                 started,
                 duration,
             };
-            record_with_timeout(log_dir, config, meta, call);
+            recorder.finish(meta, &call);
         }
     }
     ExitCode::from(u8::try_from(code & 0xff).unwrap_or(1))
@@ -115,8 +123,8 @@ fn resolve(real: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-/// A thread with a small stack: the pumps need little, and mapping the default 2 MiB shows in the shim's
-/// overhead.
+/// A thread with a small stack: the record's writer needs little, and mapping the default 2 MiB shows in the
+/// shim's overhead.
 fn small_thread() -> thread::Builder {
     thread::Builder::new().stack_size(256 * 1024)
 }
@@ -124,10 +132,6 @@ fn small_thread() -> thread::Builder {
 /// A duplicate of one of our standard descriptors, unbuffered; `None` when it is closed.
 fn dup(fd: impl AsFd) -> Option<File> {
     fd.as_fd().try_clone_to_owned().ok().map(File::from)
-}
-
-fn lock(m: &Mutex<Capture>) -> std::sync::MutexGuard<'_, Capture> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The real plugin's execve(2), prepared before fork: when the runtime kills the shim (its timeout), the plugin
@@ -212,7 +216,8 @@ impl Exec {
     }
 }
 
-/// Runs the real plugin, streaming stdin to it and its stdout and stderr to ours, keeping bounded copies.
+/// Runs the real plugin, streaming stdin to it and its stdout and stderr to ours (one thread, one poll loop),
+/// keeping bounded copies.
 fn run(real: &Path, args: &[OsString], span: &Span, limit: u64) -> Result<Call, Error> {
     let mut command = Command::new(real);
     command
@@ -229,40 +234,18 @@ fn run(real: &Path, args: &[OsString], span: &Span, limit: u64) -> Result<Call, 
         source,
     })?;
     let child_pid = child.id();
-
-    // stdin: forwarded on its own thread, not joined: a caller that never closes stdin must not hold up the exit.
-    let stdin_keep = Arc::new(Mutex::new(Capture::new(limit)));
-    if let (Some(to), Some(from)) = (child.stdin.take(), dup(io::stdin())) {
-        let keep = Arc::clone(&stdin_keep);
-        // Only when the system cannot make a thread does this fail; the child then sees stdin closed.
-        let _ = small_thread().spawn(move || {
-            // A plugin that stops reading (or exits) must not block the runtime's write of its config.
-            let _ = pump(from, Some(to), OnBroken::Drain, &mut |b| {
-                lock(&keep).push(b)
-            });
-        });
-    }
-    let stderr_thread = child.stderr.take().and_then(|from| {
-        small_thread()
-            .spawn(move || {
-                let mut keep = Capture::new(limit);
-                let _ = pump(from, dup(io::stderr()), OnBroken::Stop, &mut |b| {
-                    keep.push(b)
-                });
-                keep
-            })
-            .ok()
-    });
-    let mut stdout = Capture::new(limit);
-    if let Some(from) = child.stdout.take() {
-        // A caller that closes its end makes the plugin meet a broken pipe, as it would without the shim.
-        let _ = pump(from, dup(io::stdout()), OnBroken::Stop, &mut |b| {
-            stdout.push(b)
-        });
-    }
-    let stderr = stderr_thread
-        .and_then(|t| t.join().ok())
-        .unwrap_or_else(|| Capture::new(limit));
+    let (stdin, stdout, stderr) = (io::stdin(), io::stdout(), io::stderr());
+    let streams = forward(
+        Ends {
+            caller_in: Some(stdin.as_fd()),
+            caller_out: Some(stdout.as_fd()),
+            caller_err: Some(stderr.as_fd()),
+            child_in: child.stdin.take().map(OwnedFd::from),
+            child_out: child.stdout.take().map(OwnedFd::from),
+            child_err: child.stderr.take().map(OwnedFd::from),
+        },
+        limit,
+    );
     let (exit, error) = match child.wait() {
         Ok(status) => match (status.code(), status.signal()) {
             (Some(code), _) => (Exit { code, signal: None }, None),
@@ -289,11 +272,10 @@ fn run(real: &Path, args: &[OsString], span: &Span, limit: u64) -> Result<Call, 
             Some(format!("cannot wait for the real plugin: {e}")),
         ),
     };
-    let stdin = lock(&stdin_keep).clone();
     Ok(Call {
-        stdin,
-        stdout,
-        stderr,
+        stdin: streams.stdin,
+        stdout: streams.stdout,
+        stderr: streams.stderr,
         exit,
         child_pid: Some(child_pid),
         error,
@@ -415,25 +397,52 @@ pub fn build_record(meta: Meta, call: &Call) -> Record {
     }
 }
 
-/// Writes the record on a thread and waits for it at most [`RECORD_TIMEOUT`]. Every failure is swallowed: the
-/// caller's outcome is already decided and the shim has no channel of its own to report on.
-fn record_with_timeout(log_dir: PathBuf, config: ShimConfig, meta: Meta, call: Call) {
-    let (done, wait) = mpsc::channel();
-    let worker = small_thread().spawn(move || {
-        let prune = u64::from_str_radix(&meta.span.id, 16)
+/// The record's preparation: a thread started before the real plugin, which checks the log directory and creates
+/// the record's temp file while the plugin runs. The shim waits for it at most [`RECORD_TIMEOUT`] after the call,
+/// then serialises the record and writes it to the open file itself, so that no hand-over between threads is on
+/// the caller's path; pruning, when this call's turn has come, follows the write so that the bound holds with
+/// this record in. Every failure is swallowed: the caller's outcome is decided by then and the shim has no
+/// channel of its own to report on.
+struct Recorder {
+    ready: mpsc::Receiver<Result<(LogDir, Draft), Error>>,
+    /// The size bound to prune to after writing, when this call prunes.
+    prune_to: Option<u64>,
+}
+
+impl Recorder {
+    /// `None` when records are off or no thread can be made.
+    fn start(config: &ShimConfig, span: &Span, started: SystemTime) -> Option<Recorder> {
+        let log_dir = config.log_dir.clone()?;
+        let stem = Record::stem(time::unix_nanos(started), &span.id);
+        let prune = u64::from_str_radix(&span.id, 16)
             .unwrap_or(0)
             .is_multiple_of(u64::from(config.prune_every.max(1)));
-        let record = build_record(meta, &call);
-        if let Ok(dir) = LogDir::open_for_write(&log_dir) {
-            let _ = dir.write(&record);
-            if prune {
-                let _ = dir.prune(config.max_bytes);
-            }
+        let (send, ready) = mpsc::channel();
+        small_thread()
+            .spawn(move || {
+                let draft = LogDir::open_for_write(&log_dir)
+                    .and_then(|dir| dir.draft(&stem).map(|draft| (dir, draft)));
+                // A shim that no longer waits (a probe not to be recorded) drops the draft, which removes it.
+                let _ = send.send(draft);
+            })
+            .ok()?;
+        Some(Recorder {
+            ready,
+            prune_to: prune.then_some(config.max_bytes),
+        })
+    }
+
+    /// Waits for the prepared file, at most [`RECORD_TIMEOUT`], and writes the record to it.
+    fn finish(self, meta: Meta, call: &Call) {
+        if let Ok(Ok((dir, draft))) = self.ready.recv_timeout(RECORD_TIMEOUT) {
+            // A bug in building the record must not change the exit status the caller gets.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let _ = draft.finish(&build_record(meta, call));
+                if let Some(max_bytes) = self.prune_to {
+                    let _ = dir.prune(max_bytes);
+                }
+            }));
         }
-        let _ = done.send(());
-    });
-    if worker.is_ok() {
-        let _ = wait.recv_timeout(RECORD_TIMEOUT);
     }
 }
 

@@ -192,7 +192,12 @@ impl Record {
 
     /// The start of the file name the record is stored under (`<stamp>-<id>`): sorts by start time.
     pub fn file_stem(&self) -> String {
-        format!("{}-{}", crate::time::stamp(self.start_unix_ns), self.id)
+        Record::stem(self.start_unix_ns, &self.id)
+    }
+
+    /// The stem of a record started at `start_unix_ns` with this id, before the record exists.
+    pub fn stem(start_unix_ns: u64, id: &str) -> String {
+        format!("{}-{id}", crate::time::stamp(start_unix_ns))
     }
 }
 

@@ -1,10 +1,13 @@
 //! The log directory: safe to open, written atomically, bounded in size.
 
-use std::fs::{self, DirBuilder, OpenOptions};
+use std::fs::{self, DirBuilder};
 use std::io::{ErrorKind, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
+
+use rustix::fs::{openat, renameat, unlinkat, AtFlags, Mode, OFlags};
 
 use crate::{Error, Record};
 
@@ -19,6 +22,59 @@ const TEMP_PREFIX: &str = ".tmp-";
 #[derive(Debug, Clone)]
 pub struct LogDir {
     path: PathBuf,
+}
+
+/// A record's temp file, open for writing: see [`LogDir::draft`]. It holds the log directory open and names
+/// files relative to it, so that a directory swapped for a link while the call runs is never followed: the record
+/// lands in the directory that was checked, wherever it has been moved.
+#[derive(Debug)]
+pub struct Draft {
+    dir_path: PathBuf,
+    dir: OwnedFd,
+    file: fs::File,
+    tmp: String,
+    /// Renamed into place: nothing to remove.
+    finished: bool,
+}
+
+impl Draft {
+    /// Writes the record and renames the file into place under the record's full name, which carries its size,
+    /// verb, outcome, plugin and container, so that pruning needs no stat per file and queries open only the
+    /// files that can match.
+    pub fn finish(mut self, record: &Record) -> Result<PathBuf, Error> {
+        let bytes = serde_json::to_vec(record).map_err(|source| Error::Record {
+            path: self.dir_path.join(record.file_stem()),
+            source,
+        })?;
+        let name = format!(
+            "{}-{}~{}~{}~{}~{}.json",
+            record.file_stem(),
+            bytes.len(),
+            name_safe(record.command.as_deref().unwrap_or("-")),
+            if record.failed() { "fail" } else { "ok" },
+            name_safe(&record.plugin),
+            name_safe(record.container_id.as_deref().unwrap_or("-")),
+        );
+        let target = self.dir_path.join(&name);
+        self.file
+            .write_all(&bytes)
+            .and_then(|()| Ok(renameat(&self.dir, &self.tmp, &self.dir, &name)?))
+            .map_err(|source| Error::Io {
+                action: "write the record",
+                path: target.clone(),
+                source,
+            })?;
+        self.finished = true;
+        Ok(target)
+    }
+}
+
+impl Drop for Draft {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = unlinkat(&self.dir, &self.tmp, AtFlags::empty());
+        }
+    }
 }
 
 /// The effective uid, as the kernel shows it: `/proc/self` is owned by the process's effective user.
@@ -93,41 +149,36 @@ impl LogDir {
     /// Writes a record as one file, mode 0600: a temp file renamed into place, so a reader or a concurrent call
     /// never sees half a record. A failed write leaves nothing behind.
     pub fn write(&self, record: &Record) -> Result<PathBuf, Error> {
-        let bytes = serde_json::to_vec(record).map_err(|source| Error::Record {
-            path: self.path.join(record.file_stem()),
-            source,
-        })?;
-        // The size is part of the name so that pruning needs no stat per file, and so are what queries filter on
-        // (verb, outcome, plugin, container), so that they open only the files that can match.
-        let name = format!(
-            "{}-{}~{}~{}~{}~{}.json",
-            record.file_stem(),
-            bytes.len(),
-            name_safe(record.command.as_deref().unwrap_or("-")),
-            if record.failed() { "fail" } else { "ok" },
-            name_safe(&record.plugin),
-            name_safe(record.container_id.as_deref().unwrap_or("-")),
-        );
-        let target = self.path.join(&name);
-        let tmp = self.path.join(format!("{TEMP_PREFIX}{name}"));
-        let written = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .and_then(|mut f| f.write_all(&bytes))
-            .and_then(|()| fs::rename(&tmp, &target));
-        match written {
-            Ok(()) => Ok(target),
-            Err(e) => {
-                let _ = fs::remove_file(&tmp);
-                Err(Error::Io {
-                    action: "write the record",
-                    path: target,
-                    source: e,
-                })
-            }
-        }
+        self.draft(&record.file_stem())?.finish(record)
+    }
+
+    /// Creates the temp file a record will be written to, named after the record's stem: the shim does this while
+    /// the real plugin runs, so that creating a file is not on the caller's path. A draft dropped unfinished is
+    /// removed; one left by a shim that died is removed by a later [`LogDir::prune`].
+    pub fn draft(&self, stem: &str) -> Result<Draft, Error> {
+        let tmp = format!("{TEMP_PREFIX}{stem}.json");
+        let path = self.path.join(&tmp);
+        // The directory was checked by path; from here on it is held open, and a link in its place is refused.
+        let dir = rustix::fs::open(
+            &self.path,
+            OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::io("open", &self.path)(e.into()))?;
+        let file = openat(
+            &dir,
+            &tmp,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|e| Error::io("create the record", &path)(e.into()))?;
+        Ok(Draft {
+            dir_path: self.path.clone(),
+            dir,
+            file: fs::File::from(file),
+            tmp,
+            finished: false,
+        })
     }
 
     /// Record files, oldest first.
@@ -359,6 +410,89 @@ pub fn read_record(path: &Path) -> Result<Record, Error> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn a_record(command: &str) -> Record {
+        use crate::passthrough::{build_record, Call, Meta};
+        let meta = Meta {
+            env: [("CNI_COMMAND".to_owned(), command.to_owned())].into(),
+            plugin: "index2ip".into(),
+            real: None,
+            args: Vec::new(),
+            span: crate::trace::Span::start(None, None),
+            started: SystemTime::now(),
+            duration: Duration::ZERO,
+        };
+        build_record(meta, &Call::default())
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .expect("the directory")
+            .map(|e| {
+                e.expect("an entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_draft_becomes_the_record_or_leaves_nothing() {
+        let tmp = tempfile::tempdir().expect("a temp dir");
+        let dir = LogDir::open_for_write(&tmp.path().join("log")).expect("the log dir");
+        let record = a_record("ADD");
+        let draft = dir.draft(&record.file_stem()).expect("a draft");
+        assert_eq!(
+            names(dir.path()),
+            [format!(".tmp-{}.json", record.file_stem())],
+            "the draft is hidden from queries"
+        );
+        let path = draft.finish(&record).expect("the record");
+        assert_eq!(
+            names(dir.path()),
+            [path.file_name().expect("a name").to_string_lossy()]
+        );
+        assert!(is_record(&path));
+        let back: Record =
+            serde_json::from_slice(&fs::read(&path).expect("the file")).expect("JSON");
+        assert_eq!(back, record);
+
+        // Dropped unfinished (a probe that is not recorded), a draft removes itself.
+        let other = a_record("VERSION");
+        drop(dir.draft(&other.file_stem()).expect("a draft"));
+        assert_eq!(names(dir.path()).len(), 1);
+        // A second draft under the same stem is refused rather than shared.
+        let first = dir.draft(&other.file_stem()).expect("a draft");
+        assert!(dir.draft(&other.file_stem()).is_err());
+        drop(first);
+        assert_eq!(names(dir.path()).len(), 1);
+    }
+
+    #[test]
+    fn pruning_removes_drafts_left_by_killed_shims_once_stale() {
+        let tmp = tempfile::tempdir().expect("a temp dir");
+        let dir = LogDir::open_for_write(tmp.path()).expect("the log dir");
+        // A shim killed mid-call leaves its draft: forgotten here, as a dead process would.
+        let (old, fresh) = (a_record("ADD"), a_record("DEL"));
+        std::mem::forget(dir.draft(&old.file_stem()).expect("a draft"));
+        std::mem::forget(dir.draft(&fresh.file_stem()).expect("a draft"));
+        let old_name = format!(".tmp-{}.json", old.file_stem());
+        fs::File::options()
+            .write(true)
+            .open(tmp.path().join(&old_name))
+            .and_then(|f| f.set_modified(SystemTime::now() - STALE_TEMP - Duration::from_secs(1)))
+            .expect("an older draft");
+        dir.prune(u64::MAX).expect("a prune");
+        assert_eq!(
+            names(tmp.path()),
+            [format!(".tmp-{}.json", fresh.file_stem())],
+            "the stale draft went; the fresh one may be a call still running"
+        );
+    }
 
     #[test]
     fn names_tell_what_queries_filter_on() {
@@ -383,8 +517,6 @@ mod tests {
         assert_eq!(name_safe("a b/c~d"), "a_b_c_d");
         assert_eq!(name_safe(&"x".repeat(100)).len(), 64);
     }
-
-    use super::*;
 
     #[test]
     fn names_carry_id_and_size() {

@@ -156,7 +156,11 @@ impl Lab {
             Err(_) => return Vec::new(),
             Ok(d) => d
                 .flatten()
-                .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+                // Records only: a hidden `.tmp-` file is one being written (or left by a killed shim).
+                .filter(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    name.ends_with(".json") && !name.starts_with('.')
+                })
                 .map(|e| {
                     let bytes = fs::read(e.path()).unwrap_or_else(|err| panic!("{err}"));
                     serde_json::from_slice(&bytes).unwrap_or_else(|err| {
