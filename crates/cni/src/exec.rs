@@ -32,6 +32,15 @@ pub enum ExecError {
         #[source]
         source: std::io::Error,
     },
+    /// A namespace the plugin was to run in cannot be opened.
+    #[error("cannot open the namespace {}: {source}", .path.display())]
+    Namespace {
+        /// The namespace file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The plugin answered with a CNI error.
     #[error("{} {command} failed with code {}: {}{}", .plugin.display(), .reply.code, .reply.msg,
         if .reply.details.is_empty() { String::new() } else { format!(" ({})", .reply.details) })]
@@ -102,8 +111,9 @@ pub struct Invocation {
     pub args: Vec<(String, String)>,
     /// `CNI_PATH`: where plugins are found, also by plugins that delegate.
     pub path: Vec<PathBuf>,
-    /// A command that runs the plugin (for example `ip netns exec NODE`); empty runs it directly.
-    pub wrapper: Vec<OsString>,
+    /// Namespace files (`/proc/PID/ns/mnt`, `/var/run/netns/NODE`, ...) the plugin runs in, entered in this order
+    /// between fork and exec, as `nsenter` would but without its process; empty runs it in this process's own.
+    pub namespaces: Vec<PathBuf>,
     /// Other environment the plugin gets; nothing else of this process's environment is passed.
     pub extra_env: Vec<(OsString, OsString)>,
 }
@@ -146,14 +156,20 @@ impl Invocation {
             plugin: plugin.to_owned(),
             source,
         };
-        let mut process = match self.wrapper.split_first() {
-            Some((program, rest)) => {
-                let mut p = Process::new(program);
-                p.args(rest).arg(plugin);
-                p
-            }
-            None => Process::new(plugin),
-        };
+        let mut process = Process::new(plugin);
+        let namespaces = self
+            .namespaces
+            .iter()
+            .map(|ns| {
+                std::fs::File::open(ns).map_err(|source| ExecError::Namespace {
+                    path: ns.clone(),
+                    source,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if !namespaces.is_empty() {
+            enter_before_exec(&mut process, namespaces);
+        }
         process
             .env_clear()
             .env("CNI_COMMAND", command.as_str())
@@ -366,6 +382,25 @@ fn args_string(args: &[(String, String)]) -> String {
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(";")
+}
+
+/// Makes the child enter `namespaces` (setns(2) on each, in order) after fork and before exec.
+fn enter_before_exec(process: &mut Process, namespaces: Vec<std::fs::File>) {
+    use std::os::fd::AsFd;
+    use std::os::unix::process::CommandExt;
+    #[allow(unsafe_code)]
+    // SAFETY: the closure runs in the forked child, between fork and exec. It only makes setns(2) system calls
+    // (rustix's raw system calls: no allocation, no lock, async-signal-safe) on descriptors opened before fork and
+    // moved into it; an error becomes an io::Error from its number alone, which allocates nothing, and the
+    // standard library hands it back to the parent as the spawn error. The descriptors are close-on-exec.
+    unsafe {
+        process.pre_exec(move || {
+            for ns in &namespaces {
+                rustix::thread::move_into_link_name_space(ns.as_fd(), None)?;
+            }
+            Ok(())
+        });
+    }
 }
 
 #[cfg(test)]

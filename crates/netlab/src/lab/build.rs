@@ -10,7 +10,7 @@ use ipnet::Ipv4Net;
 use crate::lab::cluster::Cluster;
 use crate::lab::runtime::Runtime;
 use crate::lab::state::{NodeState, PodState, Resource, State, RUN_DIR};
-use crate::lab::sys::{self, ip, ip_in};
+use crate::lab::sys;
 use crate::lab::topology::Topology;
 use crate::lab::Error;
 
@@ -173,7 +173,12 @@ pub fn up(
             dir.join("trace").display()
         );
     }
-    site(&mut state, topology)?;
+    let node_netns: Vec<String> = topology
+        .nodes
+        .iter()
+        .map(|n| format!("{}-{}", opts.name, n.name))
+        .collect();
+    site(&mut state, topology, &node_netns)?;
     let _ = writeln!(
         out,
         "    site switch {} and internet client {} ({})",
@@ -188,18 +193,22 @@ pub fn up(
     sys::run("mount", ["--bind", &path_str(&mnt), &path_str(&mnt)])?;
     sys::run("mount", ["--make-private", &path_str(&mnt)])?;
 
+    // Every node's flannel subnet first: each node is programmed with the routes to all the others as it is made.
     let flannel = cluster.flannel.as_ref();
     let mut flannel_index = 0u32;
-    for (i, spec) in topology.nodes.iter().enumerate() {
+    let mut subnets = Vec::new();
+    for spec in &topology.nodes {
         let runs_flannel = cluster.runs_flannel(&spec.labels);
-        let subnet = match flannel.filter(|_| runs_flannel) {
+        subnets.push(match flannel.filter(|_| runs_flannel) {
             Some(f) => {
                 flannel_index += 1;
                 Some(nth_subnet(f.network, f.subnet_len, flannel_index)?)
             }
             None => None,
-        };
-        let node = node(&mut state, topology, cluster, i, spec, subnet)?;
+        });
+    }
+    for i in 0..topology.nodes.len() {
+        let node = node(&mut state, topology, cluster, i, &subnets)?;
         let label = node
             .node_type
             .clone()
@@ -222,7 +231,10 @@ pub fn up(
         state.nodes.push(node);
         state.save()?;
     }
-    flannel_routes(&state)?;
+    // Every node's port on the switch, and the internet client's, in one batch.
+    let mut ports = vec!["link set pinet master br0 up".to_owned()];
+    ports.extend((0..state.nodes.len()).map(|i| format!("link set p{i} master br0 up")));
+    sys::ip_batch(Some(&state.site_netns), &ports)?;
 
     let runtime = Runtime {
         cni_path: vec![bin],
@@ -453,42 +465,53 @@ fn plugin_dir(dir: &Path, opts: &UpOptions) -> Result<PathBuf, Error> {
 }
 
 /// The site switch and the internet client, which holds the block's gateway addresses.
-fn site(state: &mut State, t: &Topology) -> Result<(), Error> {
+/// The site's switch and internet client, and every node's network namespace: all namespaces in one `ip -batch`,
+/// recorded before they exist, their loopback and sysctls set from this process, then one batch for each side.
+fn site(state: &mut State, t: &Topology, node_netns: &[String]) -> Result<(), Error> {
     let (site, inet) = (state.site_netns.clone(), state.inet_netns.clone());
-    for ns in [&site, &inet] {
-        state.record(Resource::Netns { name: ns.clone() })?;
-        ip(&["netns", "add", ns])?;
-        ip_in(ns, &["link", "set", "lo", "up"])?;
+    let own = [site.clone(), inet.clone()];
+    let all: Vec<&String> = own.iter().chain(node_netns).collect();
+    for ns in &all {
+        state.created.push(Resource::Netns {
+            name: (*ns).clone(),
+        });
     }
-    ip_in(&site, &["link", "add", "br0", "type", "bridge"])?;
-    ip_in(&site, &["link", "set", "br0", "up"])?;
-    ip_in(
-        &inet,
-        &[
-            "link", "add", "eth0", "type", "veth", "peer", "name", "pinet", "netns", &site,
-        ],
+    state.save()?;
+    let adds: Vec<String> = all.iter().map(|ns| format!("netns add {ns}")).collect();
+    sys::ip_batch(None, &adds)?;
+    sys::prepare_netns(&own, &[], true)?;
+    sys::prepare_netns(node_netns, &[("net.ipv4.ip_forward", "1")], true)?;
+    sys::ip_batch(
+        Some(&site),
+        &["link add br0 type bridge".into(), "link set br0 up".into()],
     )?;
-    ip_in(&site, &["link", "set", "pinet", "master", "br0", "up"])?;
     let v4 = format!("{}/{}", t.site.gateway4, t.site.ipv4.prefix_len());
-    ip_in(&inet, &["addr", "add", &v4, "dev", "eth0"])?;
+    let mut lines = vec![
+        format!("link add eth0 type veth peer name pinet netns {site}"),
+        format!("addr add {v4} dev eth0"),
+    ];
     state.inet_addresses.push(v4);
     if let (Some(net), Some(gw)) = (t.site.ipv6, t.site.gateway6) {
         let v6 = format!("{gw}/{}", net.prefix_len());
-        ip_in(&inet, &["addr", "add", &v6, "dev", "eth0", "nodad"])?;
+        lines.push(format!("addr add {v6} dev eth0 nodad"));
         state.inet_addresses.push(v6);
     }
-    ip_in(&inet, &["link", "set", "eth0", "up"])?;
+    lines.push("link set eth0 up".into());
+    sys::ip_batch(Some(&inet), &lines)?;
     state.save()
 }
 
+/// Node `i` of the topology; `subnets` holds every node's flannel subnet, by index.
 fn node(
     state: &mut State,
     t: &Topology,
     cluster: &Cluster,
     i: usize,
-    spec: &crate::lab::topology::NodeSpec,
-    subnet: Option<Ipv4Net>,
+    subnets: &[Option<Ipv4Net>],
 ) -> Result<NodeState, Error> {
+    let (Some(spec), Some(&subnet)) = (t.nodes.get(i), subnets.get(i)) else {
+        return Err(Error::Lab(format!("no node {i} in the topology")));
+    };
     let netns = format!("{}-{}", state.name, spec.name);
     let dir = state.dir.join("nodes").join(&spec.name);
     for (own, _) in NODE_DIRS {
@@ -504,11 +527,8 @@ fn node(
         std::fs::write(&p, text).map_err(|e| Error::io(&p, e))?;
     }
 
-    state.record(Resource::Netns {
-        name: netns.clone(),
-    })?;
-    ip(&["netns", "add", &netns])?;
-    // One `ip -batch` for the node's side, one line for the switch's: a process each, not one per change.
+    // The namespace exists (made with the site's); one `ip -batch` for the node's side, its port on the switch is
+    // attached with the others'.
     let port = format!("p{i}");
     let address = t.node_address(spec);
     let mut lines = vec![
@@ -522,28 +542,37 @@ fn node(
         lines.push(format!("addr add {a6}/{} dev eth0 nodad", net.prefix_len()));
     }
     lines.extend([
-        "link set lo up".to_owned(),
         "link set eth0 up".to_owned(),
         format!("route add default via {}", t.site.gateway4),
     ]);
+    let mut fdb = Vec::new();
     if let Some(sn) = subnet {
         lines.extend(flannel_node(i, address, sn));
+        let (routes, entries) = flannel_peers(t, i, subnets);
+        lines.extend(routes);
+        fdb = entries;
     }
     sys::ip_batch(Some(&netns), &lines)?;
-    ip_in(
-        &state.site_netns,
-        &["link", "set", &port, "master", "br0", "up"],
-    )?;
-    sys::prepare_netns(
-        std::slice::from_ref(&netns),
-        &[("net.ipv4.ip_forward", "1")],
-        false,
-    )?;
+    sys::bridge_batch(Some(&netns), &fdb)?;
 
     // The node's own view of the files its plugins read: its kernel command line and its CNI state.
     let mnt = state.dir.join("mnt").join(&spec.name);
     std::fs::write(&mnt, "").map_err(|e| Error::io(&mnt, e))?;
     state.record(Resource::Mount { path: mnt.clone() })?;
+    // Four bind mounts from one fstab of the node's own: `mount -a` makes them all, one process instead of a shell
+    // and four `mount`s.
+    let fstab = dir.join("fstab");
+    let binds = [
+        (cmdline.clone(), "/proc/cmdline"),
+        (dir.join("net.d"), "/etc/cni/net.d"),
+        (dir.join("cni-state"), "/var/lib/cni"),
+        (dir.join("run-flannel"), "/run/flannel"),
+    ];
+    let table: String = binds
+        .iter()
+        .map(|(from, to)| format!("{} {to} none bind 0 0\n", fstab_escape(&path_str(from))))
+        .collect();
+    std::fs::write(&fstab, table).map_err(|e| Error::io(&fstab, e))?;
     sys::run(
         "unshare",
         [
@@ -551,15 +580,10 @@ fn node(
             // Slave: the pods' namespaces, bound under /run/netns after this, must show through.
             "--propagation",
             "slave",
-            "sh",
-            "-c",
-            "mount --bind \"$1\" /proc/cmdline && mount --bind \"$2\" /etc/cni/net.d && \
-             mount --bind \"$3\" /var/lib/cni && mount --bind \"$4\" /run/flannel",
-            "sh",
-            &path_str(&cmdline),
-            &path_str(&dir.join("net.d")),
-            &path_str(&dir.join("cni-state")),
-            &path_str(&dir.join("run-flannel")),
+            "mount",
+            "--all",
+            "--fstab",
+            &path_str(&fstab),
         ],
     )?;
 
@@ -587,6 +611,19 @@ fn node(
         subnet: subnet.map(|s| s.to_string()),
         cni_configs,
     })
+}
+
+/// A path as fstab(5) spells it: space, tab, newline and backslash in octal.
+fn fstab_escape(path: &str) -> String {
+    path.chars()
+        .map(|c| match c {
+            ' ' => "\\040".to_owned(),
+            '\t' => "\\011".to_owned(),
+            '\n' => "\\012".to_owned(),
+            '\\' => "\\134".to_owned(),
+            c => c.to_string(),
+        })
+        .collect()
 }
 
 fn first_host(net: Ipv4Net) -> Ipv4Addr {
@@ -622,42 +659,44 @@ fn flannel_node(i: usize, address: Ipv4Addr, subnet: Ipv4Net) -> Vec<String> {
     ]
 }
 
-/// What flanneld programs on each node for every other: a route to its subnet through `flannel.1`, the
-/// neighbour entry of its VTEP, and the forwarding entry to its address.
-fn flannel_routes(state: &State) -> Result<(), Error> {
-    let nodes: Vec<(usize, &NodeState, Ipv4Net)> = state
-        .nodes
-        .iter()
-        .enumerate()
-        .filter_map(|(i, n)| {
-            n.subnet
-                .as_deref()
-                .and_then(|s| s.parse().ok())
-                .map(|s| (i, n, s))
-        })
-        .collect();
-    for (_, here, _) in &nodes {
-        let (mut routes, mut fdb) = (Vec::new(), Vec::new());
-        for (j, there, sn) in nodes.iter().filter(|(_, n, _)| n.name != here.name) {
-            let (vtep, mac) = (sn.network(), vtep_mac(*j));
-            routes.push(format!("route add {sn} via {vtep} dev flannel.1 onlink"));
-            routes.push(format!(
-                "neigh add {vtep} lladdr {mac} dev flannel.1 nud permanent"
-            ));
-            fdb.push(format!(
-                "fdb append {mac} dev flannel.1 dst {}",
-                there.address
-            ));
-        }
-        sys::ip_batch(Some(&here.netns), &routes)?;
-        sys::bridge_batch(Some(&here.netns), &fdb)?;
+/// What flanneld programs on node `i` for every other node with a subnet: a route to its subnet through
+/// `flannel.1` and the neighbour entry of its VTEP (`ip` lines), and the forwarding entry to its address (`bridge`
+/// lines).
+fn flannel_peers(
+    t: &Topology,
+    i: usize,
+    subnets: &[Option<Ipv4Net>],
+) -> (Vec<String>, Vec<String>) {
+    let (mut routes, mut fdb) = (Vec::new(), Vec::new());
+    for (j, (spec, sn)) in t.nodes.iter().zip(subnets).enumerate() {
+        let Some(sn) = sn.filter(|_| j != i) else {
+            continue;
+        };
+        let (vtep, mac) = (sn.network(), vtep_mac(j));
+        routes.push(format!("route add {sn} via {vtep} dev flannel.1 onlink"));
+        routes.push(format!(
+            "neigh add {vtep} lladdr {mac} dev flannel.1 nud permanent"
+        ));
+        fdb.push(format!(
+            "fdb append {mac} dev flannel.1 dst {}",
+            t.node_address(spec)
+        ));
     }
-    Ok(())
+    (routes, fdb)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fstab_paths_are_escaped() {
+        assert_eq!(
+            fstab_escape("/run/netlab/a b\\c"),
+            "/run/netlab/a\\040b\\134c"
+        );
+        assert_eq!(fstab_escape("/plain/path"), "/plain/path");
+    }
 
     #[test]
     fn flannel_subnets_skip_the_first() {

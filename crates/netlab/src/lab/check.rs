@@ -279,7 +279,11 @@ fn start_listeners(state: &State, exe: &Path) -> Result<Vec<Child>, Error> {
         };
         for addr in att.result.as_ref().map(addresses).unwrap_or_default() {
             let mut child = Command::new("nsenter")
-                .arg(format!("--net=/var/run/netns/{}", pod.netns))
+                .arg(format!(
+                    "--net={}/{}",
+                    crate::lab::sys::NETNS_DIR,
+                    pod.netns
+                ))
                 .arg("--")
                 .arg(exe)
                 .args([
@@ -315,7 +319,11 @@ fn stop_listeners(children: Vec<Child>) {
 /// The internet client connects to `addr` and must hear `pod`'s name back.
 fn probe(state: &State, exe: &Path, addr: IpAddr, pod: &str) -> Result<(), String> {
     let out = Command::new("nsenter")
-        .arg(format!("--net=/var/run/netns/{}", state.inet_netns))
+        .arg(format!(
+            "--net={}/{}",
+            crate::lab::sys::NETNS_DIR,
+            state.inet_netns
+        ))
         .arg("--")
         .arg(exe)
         .args(["__connect", &SocketAddr::new(addr, PORT).to_string()])

@@ -127,7 +127,7 @@ pub fn exec(name: &str, node: bool, target: &str, cmd: &[String]) -> Result<Exit
             )));
         };
         namespaces.push(format!("--mount={}", n.mnt.display()));
-        namespaces.push(format!("--net=/var/run/netns/{}", n.netns));
+        namespaces.push(format!("--net={}/{}", crate::lab::sys::NETNS_DIR, n.netns));
     } else {
         let Some(p) = state.pod(target) else {
             let names: Vec<&str> = state.pods.iter().map(|p| p.name.as_str()).collect();
@@ -136,7 +136,7 @@ pub fn exec(name: &str, node: bool, target: &str, cmd: &[String]) -> Result<Exit
                 names.join(", ")
             )));
         };
-        namespaces.push(format!("--net=/var/run/netns/{}", p.netns));
+        namespaces.push(format!("--net={}/{}", crate::lab::sys::NETNS_DIR, p.netns));
     }
     let Some((program, rest)) = cmd.split_first() else {
         return Err(Error::Lab("exec needs a command after --".into()));

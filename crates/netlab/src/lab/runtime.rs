@@ -128,7 +128,7 @@ impl Runtime {
     pub fn invocation(&self, node: &NodeState, pod: &PodState, ifname: &str) -> Invocation {
         Invocation {
             container_id: container_id(pod),
-            netns: Some(PathBuf::from("/var/run/netns").join(&pod.netns)),
+            netns: Some(PathBuf::from(crate::lab::sys::NETNS_DIR).join(&pod.netns)),
             ifname: ifname.to_owned(),
             args: vec![
                 ("IgnoreUnknown".into(), "true".into()),
@@ -137,11 +137,11 @@ impl Runtime {
                 ("K8S_POD_INFRA_CONTAINER_ID".into(), container_id(pod)),
             ],
             path: self.cni_path.clone(),
-            wrapper: vec![
-                "nsenter".into(),
-                format!("--mount={}", node.mnt.display()).into(),
-                format!("--net=/var/run/netns/{}", node.netns).into(),
-                "--".into(),
+            // The node's network, then its mount namespace (where /proc/cmdline, /etc/cni/net.d and /var/lib/cni
+            // are the node's), entered by the plugin's own process before exec.
+            namespaces: vec![
+                PathBuf::from(crate::lab::sys::NETNS_DIR).join(&node.netns),
+                node.mnt.clone(),
             ],
             // One W3C trace per pod, as a runtime passing TRACEPARENT gives: with --trace, cni-shim files every
             // call of the pod's set-up under it.

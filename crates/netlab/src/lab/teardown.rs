@@ -205,17 +205,16 @@ fn leases(cni_state: &Path, node: &str) -> Vec<String> {
     found
 }
 
-/// Removes every recorded resource in reverse order, then the lab's directory, never through a mount point.
+/// Removes every recorded resource in reverse order, then the lab's directory, never through a mount point. Network
+/// namespaces are removed from this process, not by an `ip` each.
 fn remove(state: &State, report: &mut Report) {
     for r in state.created.iter().rev() {
         match r {
             Resource::Netns { name } => {
-                if sys::netns_list().contains(name) {
-                    if let Err(e) = sys::ip(&["netns", "del", name]) {
-                        report
-                            .leftovers
-                            .push(format!("network namespace {name}: {e}"));
-                    }
+                if let Err(e) = sys::remove_netns(name) {
+                    report
+                        .leftovers
+                        .push(format!("network namespace {name}: {e}"));
                 }
             }
             Resource::Mount { path } => {
