@@ -2,6 +2,10 @@
 
 use std::process::ExitCode;
 
+/// The allocator: see the workspace's Cargo.toml.
+#[global_allocator]
+static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+
 fn main() -> ExitCode {
     // Runtimes always set CNI_COMMAND and pass no arguments; an operator does the opposite.
     let args: Vec<_> = std::env::args_os().skip(1).collect();
