@@ -12,6 +12,8 @@ use crate::stats::Samples;
 use crate::Options;
 
 const REFERENCE: &str = "/usr/lib/cni";
+/// The pause after each lab's `down`: the kernel finishes removing namespaces asynchronously.
+pub const SETTLE: Duration = Duration::from_secs(1);
 const CMDLINE: &str = "ro epoxy.ipv4=192.0.2.112/26,192.0.2.65,192.0.2.53,192.0.2.54 \
                        epoxy.ipv6=2001:db8:2d::112/64,2001:db8:2d::1,2001:db8::53,2001:db8::54\n";
 
@@ -561,6 +563,7 @@ fn lab(
             ));
         }
         run.push(start.elapsed());
+        std::thread::sleep(SETTLE);
     }
     group
         .rows
@@ -610,6 +613,7 @@ fn lab(
             let took_down = verb(&["down", "--name", &name]);
             up.push(took?);
             down.push(took_down?);
+            std::thread::sleep(SETTLE);
             plugins.push(Duration::from_micros(plugin_us(&state)));
         }
         group.rows.push((format!("up, {pods} pods"), up));

@@ -23,9 +23,12 @@ pub fn markdown(opts: &Options, groups: &[Group]) -> String {
         "\n## Method\n\nEach case is a whole process: fork, exec, the request on stdin, the reply read, wait. The cases \
          of a table run round-robin, one call of each in turn, {} calls per case after {} untimed warm-up rounds, so \
          that drift on a noisy machine touches every case alike. Figures are the median and the 99th percentile (nearest \
-         rank) in microseconds; ratios divide medians of the same table, taken in the same run.\n",
+         rank) in microseconds; ratios divide medians of the same table, taken in the same run. The lab's cases are whole \
+         `netlab` commands, five rounds each, with a pause of {} s after each `down`: the kernel removes a lab's \
+         namespaces after `down` returns, and without the pause that work would land on the next round's `up`.\n",
         opts.iterations,
-        opts.iterations.min(5)
+        opts.iterations.min(5),
+        crate::cases::SETTLE.as_secs()
     );
     for g in groups {
         let _ = writeln!(s, "## {}\n\n{}.\n", g.title, g.note);

@@ -112,7 +112,7 @@ pub struct Invocation {
     /// `CNI_PATH`: where plugins are found, also by plugins that delegate.
     pub path: Vec<PathBuf>,
     /// Namespace files (`/proc/PID/ns/mnt`, `/var/run/netns/NODE`, ...) the plugin runs in, entered in this order
-    /// between fork and exec, as `nsenter` would but without its process; empty runs it in this process's own.
+    /// by the thread that spawns it, as `nsenter` would but without its process; empty: this process's own.
     pub namespaces: Vec<PathBuf>,
     /// Other environment the plugin gets; nothing else of this process's environment is passed.
     pub extra_env: Vec<(OsString, OsString)>,
@@ -167,9 +167,6 @@ impl Invocation {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        if !namespaces.is_empty() {
-            enter_before_exec(&mut process, namespaces);
-        }
         process
             .env_clear()
             .env("CNI_COMMAND", command.as_str())
@@ -191,7 +188,12 @@ impl Invocation {
         if let Some(netns) = &self.netns {
             process.env("CNI_NETNS", netns);
         }
-        let mut child = process.spawn().map_err(spawn_error)?;
+        let mut child = if namespaces.is_empty() {
+            process.spawn()
+        } else {
+            spawn_in(&namespaces, &mut process)
+        }
+        .map_err(spawn_error)?;
         // Write stdin from a thread so a plugin that answers before reading all of it cannot deadlock us.
         let writer = child.stdin.take().map(|mut stdin| {
             let config = config.to_vec();
@@ -384,23 +386,34 @@ fn args_string(args: &[(String, String)]) -> String {
         .join(";")
 }
 
-/// Makes the child enter `namespaces` (setns(2) on each, in order) after fork and before exec.
-fn enter_before_exec(process: &mut Process, namespaces: Vec<std::fs::File>) {
+/// Spawns `process` from a thread of its own that first enters `namespaces` (setns(2) on each, in order): the child
+/// is created in them. Entering them in the child instead, between fork and exec, would rule out posix_spawn, and a
+/// fork of a large process (the lab's) costs far more than this thread: its page tables are copied and every page
+/// it writes afterwards faults.
+fn spawn_in(
+    namespaces: &[std::fs::File],
+    process: &mut Process,
+) -> std::io::Result<std::process::Child> {
     use std::os::fd::AsFd;
-    use std::os::unix::process::CommandExt;
-    #[allow(unsafe_code)]
-    // SAFETY: the closure runs in the forked child, between fork and exec. It only makes setns(2) system calls
-    // (rustix's raw system calls: no allocation, no lock, async-signal-safe) on descriptors opened before fork and
-    // moved into it; an error becomes an io::Error from its number alone, which allocates nothing, and the
-    // standard library hands it back to the parent as the spawn error. The descriptors are close-on-exec.
-    unsafe {
-        process.pre_exec(move || {
-            for ns in &namespaces {
-                rustix::thread::move_into_link_name_space(ns.as_fd(), None)?;
-            }
-            Ok(())
-        });
-    }
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                #[allow(unsafe_code)]
+                // SAFETY: unshares only CLONE_FS, this thread's root, working directory and umask, which setns(2)
+                // into a mount namespace requires of a thread in a process with others. The descriptor table stays
+                // shared (rustix marks unshare unsafe for CLONE_FILES, which could strand descriptors between
+                // threads). The thread ends after the spawn, taking its namespaces and root with it.
+                unsafe {
+                    rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::FS)?;
+                }
+                for ns in namespaces {
+                    rustix::thread::move_into_link_name_space(ns.as_fd(), None)?;
+                }
+                process.spawn()
+            })
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the spawning thread panicked")))
+    })
 }
 
 #[cfg(test)]
