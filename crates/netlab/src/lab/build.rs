@@ -149,12 +149,8 @@ pub fn up(
     state.record(Resource::Netns {
         name: probe.clone(),
     })?;
-    let has_ipvlan = sys::kernel_has_ipvlan(&probe);
-    if !has_ipvlan {
-        state
-            .substitutions
-            .push(crate::lab::runtime::MACVLAN_FOR_IPVLAN.into());
-    }
+    // The probe is a few processes that wait on the kernel: it runs while the site and the nodes are made.
+    let probing = std::thread::spawn(move || sys::kernel_has_ipvlan(&probe));
     let _ = writeln!(
         out,
         "==> lab {}: {} nodes, plugins from {}",
@@ -162,9 +158,6 @@ pub fn up(
         topology.nodes.len(),
         opts.reference_dir.display()
     );
-    if has_ipvlan {
-        let _ = writeln!(out, "    {}", crate::lab::runtime::IPVLAN_REAL);
-    }
     let bin = plugin_dir(&dir, opts)?;
     if opts.shim.is_some() {
         let _ = writeln!(
@@ -207,8 +200,31 @@ pub fn up(
             None => None,
         });
     }
-    for i in 0..topology.nodes.len() {
-        let node = node(&mut state, topology, cluster, i, &subnets)?;
+    // Every node's mount point recorded before any exists; then the nodes are made side by side (each is a few
+    // processes that wait on the kernel) and listed in order.
+    for spec in &topology.nodes {
+        state.created.push(Resource::Mount {
+            path: mnt.join(&spec.name),
+        });
+    }
+    state.save()?;
+    let made: Vec<Result<NodeState, Error>> = std::thread::scope(|scope| {
+        let state = &state;
+        let subnets = &subnets;
+        let workers: Vec<_> = (0..topology.nodes.len())
+            .map(|i| scope.spawn(move || node(state, topology, cluster, i, subnets)))
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join().unwrap_or_else(|_| {
+                    Err(Error::Lab("setting up a node failed unexpectedly".into()))
+                })
+            })
+            .collect()
+    });
+    for node in made {
+        let node = node?;
         let label = node
             .node_type
             .clone()
@@ -229,12 +245,20 @@ pub fn up(
             node.name, label, node.address
         );
         state.nodes.push(node);
-        state.save()?;
     }
+    state.save()?;
     // Every node's port on the switch, and the internet client's, in one batch.
     let mut ports = vec!["link set pinet master br0 up".to_owned()];
     ports.extend((0..state.nodes.len()).map(|i| format!("link set p{i} master br0 up")));
     sys::ip_batch(Some(&state.site_netns), &ports)?;
+    let has_ipvlan = probing.join().unwrap_or(false);
+    if has_ipvlan {
+        let _ = writeln!(out, "    {}", crate::lab::runtime::IPVLAN_REAL);
+    } else {
+        state
+            .substitutions
+            .push(crate::lab::runtime::MACVLAN_FOR_IPVLAN.into());
+    }
 
     let runtime = Runtime {
         cni_path: vec![bin],
@@ -503,7 +527,7 @@ fn site(state: &mut State, t: &Topology, node_netns: &[String]) -> Result<(), Er
 
 /// Node `i` of the topology; `subnets` holds every node's flannel subnet, by index.
 fn node(
-    state: &mut State,
+    state: &State,
     t: &Topology,
     cluster: &Cluster,
     i: usize,
@@ -558,7 +582,6 @@ fn node(
     // The node's own view of the files its plugins read: its kernel command line and its CNI state.
     let mnt = state.dir.join("mnt").join(&spec.name);
     std::fs::write(&mnt, "").map_err(|e| Error::io(&mnt, e))?;
-    state.record(Resource::Mount { path: mnt.clone() })?;
     // Four bind mounts from one fstab of the node's own: `mount -a` makes them all, one process instead of a shell
     // and four `mount`s.
     let fstab = dir.join("fstab");
