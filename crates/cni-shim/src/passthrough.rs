@@ -1,10 +1,10 @@
 //! The shim under a plugin's name: run the real plugin, forward everything, record the call afterwards.
 //!
-//! The caller's view is the real plugin's: same stdout and stderr bytes, same exit status. What a record needs
-//! from the file system (the log directory's checks, pruning, creating the file) is done on a thread while the
-//! plugin runs, and the shim waits for it at most [`RECORD_TIMEOUT`] after the call; then it writes the record to
-//! the file it was handed. Nothing about the record (a missing, unwritable, full or slow log directory, a panic)
-//! reaches the caller. The shim writes nothing of its own to stderr, which belongs to the plugin.
+//! The caller's view is the real plugin's: same stdout and stderr bytes, same exit status. The record's file is
+//! made on a thread while the plugin runs, and the shim waits for it at most [`RECORD_TIMEOUT`] after the call
+//! before writing the record into it ([`Recorder`]). Nothing about the record (a missing, unwritable, full or slow
+//! log directory, a panic) reaches the caller. The shim writes nothing of its own to stderr, which belongs to the
+//! plugin.
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
@@ -91,8 +91,12 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
 
     if let Some(config) = config {
         let quiet = probe && code == 0 && !config.record_probes;
-        let recorder = early.or_else(|| Recorder::start(&config, &span, started));
-        if let (Some(recorder), false) = (recorder, quiet) {
+        // A probe that is not to be recorded starts nothing; a failed one starts its recorder now.
+        let recorder = match quiet {
+            true => None,
+            false => early.or_else(|| Recorder::start(&config, &span, started)),
+        };
+        if let Some(recorder) = recorder {
             let meta = Meta {
                 env,
                 plugin,
@@ -399,14 +403,15 @@ pub fn build_record(meta: Meta, call: &Call) -> Record {
 
 /// The record's preparation: a thread started before the real plugin, which checks the log directory and creates
 /// the record's temp file while the plugin runs. The shim waits for it at most [`RECORD_TIMEOUT`] after the call,
-/// then serialises the record and writes it to the open file itself, so that no hand-over between threads is on
-/// the caller's path; pruning, when this call's turn has come, follows the write so that the bound holds with
-/// this record in. Every failure is swallowed: the caller's outcome is decided by then and the shim has no
-/// channel of its own to report on.
+/// then serialises the record and writes it into the file itself: a hand-over to the thread would put two
+/// wake-ups on the caller's path (about 0.1 ms here), and a directory that just took a new file is one that
+/// answers. When this call's turn to prune has come, the thread prunes after the write (so that the bound holds
+/// with this record in), and the shim waits for that at most [`RECORD_TIMEOUT`] too. Every failure is
+/// swallowed: the caller's outcome is decided by then and the shim has no channel of its own to report on.
 struct Recorder {
-    ready: mpsc::Receiver<Result<(LogDir, Draft), Error>>,
-    /// The size bound to prune to after writing, when this call prunes.
-    prune_to: Option<u64>,
+    ready: mpsc::Receiver<Option<Draft>>,
+    /// When this call prunes: tells the thread the record is written, and hears back when the prune is done.
+    prune: Option<(mpsc::Sender<()>, mpsc::Receiver<()>)>,
 }
 
 impl Recorder {
@@ -414,34 +419,45 @@ impl Recorder {
     fn start(config: &ShimConfig, span: &Span, started: SystemTime) -> Option<Recorder> {
         let log_dir = config.log_dir.clone()?;
         let stem = Record::stem(time::unix_nanos(started), &span.id);
-        let prune = u64::from_str_radix(&span.id, 16)
+        let prunes = u64::from_str_radix(&span.id, 16)
             .unwrap_or(0)
             .is_multiple_of(u64::from(config.prune_every.max(1)));
+        let max_bytes = config.max_bytes;
         let (send, ready) = mpsc::channel();
+        let (written, wait_written) = mpsc::channel();
+        let (pruned, wait_pruned) = mpsc::channel();
         small_thread()
             .spawn(move || {
-                let draft = LogDir::open_for_write(&log_dir)
-                    .and_then(|dir| dir.draft(&stem).map(|draft| (dir, draft)));
+                let dir = LogDir::open_for_write(&log_dir);
+                let draft = dir.as_ref().ok().and_then(|d| d.draft(&stem).ok());
                 // A shim that no longer waits (a probe not to be recorded) drops the draft, which removes it.
                 let _ = send.send(draft);
+                if let (true, Ok(dir), Ok(())) = (prunes, dir, wait_written.recv()) {
+                    let _ = dir.prune(max_bytes);
+                    let _ = pruned.send(());
+                }
             })
             .ok()?;
         Some(Recorder {
             ready,
-            prune_to: prune.then_some(config.max_bytes),
+            prune: prunes.then_some((written, wait_pruned)),
         })
     }
 
-    /// Waits for the prepared file, at most [`RECORD_TIMEOUT`], and writes the record to it.
+    /// Waits for the prepared file, at most [`RECORD_TIMEOUT`], writes the record into it, and lets the thread
+    /// prune when it is this call's turn.
     fn finish(self, meta: Meta, call: &Call) {
-        if let Ok(Ok((dir, draft))) = self.ready.recv_timeout(RECORD_TIMEOUT) {
-            // A bug in building the record must not change the exit status the caller gets.
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                let _ = draft.finish(&build_record(meta, call));
-                if let Some(max_bytes) = self.prune_to {
-                    let _ = dir.prune(max_bytes);
-                }
-            }));
+        let Ok(Some(draft)) = self.ready.recv_timeout(RECORD_TIMEOUT) else {
+            return;
+        };
+        // A bug in building the record must not change the exit status the caller gets.
+        let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            draft.finish(&build_record(meta, call)).is_ok()
+        }));
+        if let (Ok(true), Some((written, pruned))) = (written, self.prune) {
+            if written.send(()).is_ok() {
+                let _ = pruned.recv_timeout(RECORD_TIMEOUT);
+            }
         }
     }
 }

@@ -3,11 +3,13 @@
 use std::fs::{self, DirBuilder};
 use std::io::{ErrorKind, Write};
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use rustix::fs::{openat, renameat, unlinkat, AtFlags, Mode, OFlags};
+use rustix::fs::{fchmod, fstat, openat, renameat, statat, unlinkat, AtFlags, Dir, Mode, OFlags};
+use rustix::io::Errno;
 
 use crate::{Error, Record};
 
@@ -22,6 +24,9 @@ const TEMP_PREFIX: &str = ".tmp-";
 #[derive(Debug, Clone)]
 pub struct LogDir {
     path: PathBuf,
+    /// For writing: the directory, held open once checked; records, drafts and pruning work relative to it, so a
+    /// directory swapped for a link afterwards is never followed.
+    fd: Option<Arc<OwnedFd>>,
 }
 
 /// A record's temp file, open for writing: see [`LogDir::draft`]. It holds the log directory open and names
@@ -30,7 +35,7 @@ pub struct LogDir {
 #[derive(Debug)]
 pub struct Draft {
     dir_path: PathBuf,
-    dir: OwnedFd,
+    dir: Arc<OwnedFd>,
     file: fs::File,
     tmp: String,
     /// Renamed into place: nothing to remove.
@@ -41,24 +46,20 @@ impl Draft {
     /// Writes the record and renames the file into place under the record's full name, which carries its size,
     /// verb, outcome, plugin and container, so that pruning needs no stat per file and queries open only the
     /// files that can match.
-    pub fn finish(mut self, record: &Record) -> Result<PathBuf, Error> {
+    pub fn finish(self, record: &Record) -> Result<PathBuf, Error> {
         let bytes = serde_json::to_vec(record).map_err(|source| Error::Record {
             path: self.dir_path.join(record.file_stem()),
             source,
         })?;
-        let name = format!(
-            "{}-{}~{}~{}~{}~{}.json",
-            record.file_stem(),
-            bytes.len(),
-            name_safe(record.command.as_deref().unwrap_or("-")),
-            if record.failed() { "fail" } else { "ok" },
-            name_safe(&record.plugin),
-            name_safe(record.container_id.as_deref().unwrap_or("-")),
-        );
-        let target = self.dir_path.join(&name);
+        self.finish_with(&record_name(record, bytes.len()), &bytes)
+    }
+
+    /// Writes a record already serialised, under the name [`record_name`] gave it.
+    fn finish_with(mut self, name: &str, bytes: &[u8]) -> Result<PathBuf, Error> {
+        let target = self.dir_path.join(name);
         self.file
-            .write_all(&bytes)
-            .and_then(|()| Ok(renameat(&self.dir, &self.tmp, &self.dir, &name)?))
+            .write_all(bytes)
+            .and_then(|()| Ok(renameat(&*self.dir, &self.tmp, &*self.dir, name)?))
             .map_err(|source| Error::Io {
                 action: "write the record",
                 path: target.clone(),
@@ -69,12 +70,34 @@ impl Draft {
     }
 }
 
+/// The name a record of `len` bytes is stored under. It carries the size, verb, outcome, plugin and container, so
+/// that pruning needs no stat per file and queries open only the files that can match.
+fn record_name(record: &Record, len: usize) -> String {
+    format!(
+        "{}-{len}~{}~{}~{}~{}.json",
+        record.file_stem(),
+        name_safe(record.command.as_deref().unwrap_or("-")),
+        if record.failed() { "fail" } else { "ok" },
+        name_safe(&record.plugin),
+        name_safe(record.container_id.as_deref().unwrap_or("-")),
+    )
+}
+
 impl Drop for Draft {
     fn drop(&mut self) {
         if !self.finished {
-            let _ = unlinkat(&self.dir, &self.tmp, AtFlags::empty());
+            let _ = unlinkat(&*self.dir, &self.tmp, AtFlags::empty());
         }
     }
+}
+
+/// Whether the shim that made a draft (`.tmp-<stem>~<pid>.json`) still runs: its call may be a long one, and its
+/// draft is not stale however old. A reused pid only keeps an empty file a while longer.
+fn draft_owner_alive(name: &str) -> bool {
+    name.strip_suffix(".json")
+        .and_then(|n| n.rsplit_once('~'))
+        .and_then(|(_, pid)| pid.parse::<u32>().ok())
+        .is_some_and(|pid| Path::new("/proc").join(pid.to_string()).exists())
 }
 
 /// The effective uid, as the kernel shows it: `/proc/self` is owned by the process's effective user.
@@ -90,40 +113,54 @@ impl LogDir {
     /// Refuses a symlink, a non-directory, and a directory owned by anyone but the effective user; tightens its
     /// mode to 0700 if looser, since it is ours.
     pub fn open_for_write(path: &Path) -> Result<LogDir, Error> {
-        let refuse = |reason: String| Error::LogDir {
+        let refuse = |reason: &str| Error::LogDir {
             path: path.to_owned(),
-            reason,
+            reason: reason.to_owned(),
         };
-        let meta = match fs::symlink_metadata(path) {
-            Err(e) if e.kind() == ErrorKind::NotFound => {
+        let open = || {
+            rustix::fs::open(
+                path,
+                OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+        };
+        let fd = match open() {
+            Err(Errno::NOENT) => {
                 DirBuilder::new()
                     .recursive(true)
                     .mode(0o700)
                     .create(path)
                     .map_err(Error::io("create", path))?;
-                fs::symlink_metadata(path).map_err(Error::io("inspect", path))?
+                open()
             }
-            other => other.map_err(Error::io("inspect", path))?,
-        };
-        if meta.file_type().is_symlink() {
-            return Err(refuse("it is a symbolic link".into()));
+            other => other,
         }
-        if !meta.is_dir() {
-            return Err(refuse("it is not a directory".into()));
-        }
+        .map_err(|e| match e {
+            // O_NOFOLLOW met a link (ELOOP, or ENOTDIR together with O_DIRECTORY), or O_DIRECTORY something else.
+            Errno::LOOP | Errno::NOTDIR => {
+                match fs::symlink_metadata(path).map(|m| m.file_type().is_symlink()) {
+                    Ok(true) => refuse("it is a symbolic link"),
+                    _ => refuse("it is not a directory"),
+                }
+            }
+            e => Error::io("open", path)(e.into()),
+        })?;
+        // Checked through the descriptor: what was checked is what is written to.
+        let meta = fstat(&fd).map_err(|e| Error::io("inspect", path)(e.into()))?;
         let me = effective_uid()?;
-        if meta.uid() != me {
-            return Err(refuse(format!(
+        if meta.st_uid != me {
+            return Err(refuse(&format!(
                 "it is owned by uid {}, not by uid {me}",
-                meta.uid()
+                meta.st_uid
             )));
         }
-        if meta.mode() & 0o077 != 0 {
-            fs::set_permissions(path, fs::Permissions::from_mode(0o700))
-                .map_err(Error::io("restrict", path))?;
+        if meta.st_mode & 0o077 != 0 {
+            fchmod(&fd, Mode::from_raw_mode(0o700))
+                .map_err(|e| Error::io("restrict", path)(e.into()))?;
         }
         Ok(LogDir {
             path: path.to_owned(),
+            fd: Some(Arc::new(fd)),
         })
     }
 
@@ -138,7 +175,22 @@ impl LogDir {
         }
         Ok(LogDir {
             path: path.to_owned(),
+            fd: None,
         })
+    }
+
+    /// The directory, held open when opened for writing, else opened here (never through a link).
+    fn dir_fd(&self) -> Result<Arc<OwnedFd>, Error> {
+        match &self.fd {
+            Some(fd) => Ok(Arc::clone(fd)),
+            None => rustix::fs::open(
+                &self.path,
+                OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map(Arc::new)
+            .map_err(|e| Error::io("open", &self.path)(e.into())),
+        }
     }
 
     /// The directory.
@@ -156,17 +208,12 @@ impl LogDir {
     /// the real plugin runs, so that creating a file is not on the caller's path. A draft dropped unfinished is
     /// removed; one left by a shim that died is removed by a later [`LogDir::prune`].
     pub fn draft(&self, stem: &str) -> Result<Draft, Error> {
-        let tmp = format!("{TEMP_PREFIX}{stem}.json");
+        // The pid tells a later prune whether the call may still be running.
+        let tmp = format!("{TEMP_PREFIX}{stem}~{}.json", std::process::id());
         let path = self.path.join(&tmp);
-        // The directory was checked by path; from here on it is held open, and a link in its place is refused.
-        let dir = rustix::fs::open(
-            &self.path,
-            OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| Error::io("open", &self.path)(e.into()))?;
+        let dir = self.dir_fd()?;
         let file = openat(
-            &dir,
+            &*dir,
             &tmp,
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::from_raw_mode(0o600),
@@ -198,32 +245,35 @@ impl LogDir {
     /// files and so the cost of this pass. Sizes come from the file names, so the pass is one directory read.
     /// Races with concurrent pruners are harmless: a file already gone is skipped.
     pub fn prune(&self, max_bytes: u64) -> Result<(), Error> {
+        let dir = self.dir_fd()?;
         let now = SystemTime::now();
         let mut records: Vec<(String, u64)> = Vec::new();
         let mut total = 0u64;
-        for entry in fs::read_dir(&self.path)
-            .map_err(Error::io("list", &self.path))?
-            .flatten()
-        {
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
+        let entries = Dir::read_from(&*dir).map_err(|e| Error::io("list", &self.path)(e.into()))?;
+        for entry in entries.flatten() {
+            let Ok(name) = entry.file_name().to_str() else {
+                continue;
+            };
+            let stat = || statat(&*dir, name, AtFlags::SYMLINK_NOFOLLOW).ok();
             if is_record_name(name) {
                 let len = match name_len(name) {
                     Some(len) => len,
-                    None => entry.metadata().map_or(0, |m| m.len()),
+                    None => stat().map_or(0, |m| u64::try_from(m.st_size).unwrap_or(0)),
                 };
                 let blocks = len.max(1).div_ceil(BLOCK) * BLOCK;
                 total += blocks;
                 records.push((name.to_owned(), blocks));
-            } else if name.starts_with(TEMP_PREFIX)
-                && entry
-                    .metadata()
-                    .ok()
-                    .and_then(|m| m.modified().ok())
+            } else if name.starts_with(TEMP_PREFIX) && !draft_owner_alive(name) {
+                let modified = stat().and_then(|m| {
+                    let secs = u64::try_from(m.st_mtime).ok()?;
+                    Some(std::time::UNIX_EPOCH + Duration::from_secs(secs))
+                });
+                if modified
                     .and_then(|m| now.duration_since(m).ok())
                     .is_some_and(|age| age > STALE_TEMP)
-            {
-                let _ = fs::remove_file(entry.path());
+                {
+                    let _ = unlinkat(&*dir, name, AtFlags::empty());
+                }
             }
         }
         if total <= max_bytes {
@@ -234,11 +284,9 @@ impl LogDir {
             if total <= max_bytes {
                 break;
             }
-            let path = self.path.join(&name);
-            match fs::remove_file(&path) {
-                Ok(()) => total -= len,
-                Err(e) if e.kind() == ErrorKind::NotFound => total -= len,
-                Err(e) => return Err(Error::io("remove", path)(e)),
+            match unlinkat(&*dir, name.as_str(), AtFlags::empty()) {
+                Ok(()) | Err(Errno::NOENT) => total -= len,
+                Err(e) => return Err(Error::io("remove", self.path.join(&name))(e.into())),
             }
         }
         Ok(())
@@ -448,8 +496,12 @@ mod tests {
         let draft = dir.draft(&record.file_stem()).expect("a draft");
         assert_eq!(
             names(dir.path()),
-            [format!(".tmp-{}.json", record.file_stem())],
-            "the draft is hidden from queries"
+            [format!(
+                ".tmp-{}~{}.json",
+                record.file_stem(),
+                std::process::id()
+            )],
+            "the draft is hidden from queries and names its shim"
         );
         let path = draft.finish(&record).expect("the record");
         assert_eq!(
@@ -476,21 +528,24 @@ mod tests {
     fn pruning_removes_drafts_left_by_killed_shims_once_stale() {
         let tmp = tempfile::tempdir().expect("a temp dir");
         let dir = LogDir::open_for_write(tmp.path()).expect("the log dir");
-        // A shim killed mid-call leaves its draft: forgotten here, as a dead process would.
-        let (old, fresh) = (a_record("ADD"), a_record("DEL"));
-        std::mem::forget(dir.draft(&old.file_stem()).expect("a draft"));
-        std::mem::forget(dir.draft(&fresh.file_stem()).expect("a draft"));
-        let old_name = format!(".tmp-{}.json", old.file_stem());
-        fs::File::options()
-            .write(true)
-            .open(tmp.path().join(&old_name))
-            .and_then(|f| f.set_modified(SystemTime::now() - STALE_TEMP - Duration::from_secs(1)))
-            .expect("an older draft");
+        let old = SystemTime::now() - STALE_TEMP - Duration::from_secs(1);
+        // No process has pid 2^32 - 1 (the kernel's limit is 2^22): that shim is gone.
+        let gone = u32::MAX;
+        let drafts = [
+            (format!(".tmp-a~{gone}.json"), old),
+            (format!(".tmp-b~{gone}.json"), SystemTime::now()),
+            (format!(".tmp-c~{}.json", std::process::id()), old),
+        ];
+        for (name, modified) in &drafts {
+            fs::File::create(tmp.path().join(name))
+                .and_then(|f| f.set_modified(*modified))
+                .expect("a draft");
+        }
         dir.prune(u64::MAX).expect("a prune");
         assert_eq!(
             names(tmp.path()),
-            [format!(".tmp-{}.json", fresh.file_stem())],
-            "the stale draft went; the fresh one may be a call still running"
+            [drafts[1].0.clone(), drafts[2].0.clone()],
+            "only the stale draft of a shim that is gone goes: a fresh one, or one whose shim still runs, stays"
         );
     }
 

@@ -154,6 +154,33 @@ fn a_hanging_plugin_yields_to_the_runtimes_timeout() {
     assert!(lab.records().is_empty());
 }
 
+#[test]
+fn pruning_after_the_log_directory_was_swapped_deletes_nothing_through_the_link() {
+    // The plugin swaps the log directory for a link to a directory holding a record-like file; the call's own
+    // prune, due on every call here and over a tiny bound, must work on the directory the shim checked.
+    let lab = Lab::new(&[(
+        "swap",
+        "cat >/dev/null; mv \"$LOGS\" \"$LOGS.moved\"; mkdir \"$ELSEWHERE\"; \
+         echo keep > \"$ELSEWHERE/20200101T000000.000000000Z-00000000000000aa-5~ADD~ok~x~y.json\"; \
+         ln -s \"$ELSEWHERE\" \"$LOGS\"; echo '{}'",
+    )]);
+    lab.configure(|c| {
+        c.prune_every = 1;
+        c.max_bytes = 1;
+    });
+    fs::create_dir_all(&lab.logs).unwrap();
+    let elsewhere = lab.tmp.0.join("elsewhere");
+    let mut c = lab.command("swap");
+    c.env("LOGS", &lab.logs).env("ELSEWHERE", &elsewhere);
+    let out = lab.run(c, CONF.as_bytes());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let left: Vec<String> = fs::read_dir(&elsewhere)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left.len(), 1, "nothing pruned through the link: {left:?}");
+}
+
 /// The peak resident size in KiB of process `pid` so far, from `/proc`.
 fn vm_hwm_kib(pid: u32) -> Option<u64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

@@ -396,8 +396,8 @@ fn spawn_in(
 ) -> std::io::Result<std::process::Child> {
     use std::os::fd::AsFd;
     std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
+        std::thread::Builder::new()
+            .spawn_scoped(scope, || {
                 #[allow(unsafe_code)]
                 // SAFETY: unshares only CLONE_FS, this thread's root, working directory and umask, which setns(2)
                 // into a mount namespace requires of a thread in a process with others. The descriptor table stays
@@ -411,8 +411,11 @@ fn spawn_in(
                 }
                 process.spawn()
             })
-            .join()
-            .unwrap_or_else(|_| Err(std::io::Error::other("the spawning thread panicked")))
+            .and_then(|spawner| {
+                spawner
+                    .join()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("the spawning thread panicked")))
+            })
     })
 }
 

@@ -149,8 +149,6 @@ pub fn up(
     state.record(Resource::Netns {
         name: probe.clone(),
     })?;
-    // The probe is a few processes that wait on the kernel: it runs while the site and the nodes are made.
-    let probing = std::thread::spawn(move || sys::kernel_has_ipvlan(&probe));
     let _ = writeln!(
         out,
         "==> lab {}: {} nodes, plugins from {}",
@@ -172,6 +170,11 @@ pub fn up(
         .map(|n| format!("{}-{}", opts.name, n.name))
         .collect();
     site(&mut state, topology, &node_netns)?;
+    // The probe is a few processes that wait on the kernel: it runs while the nodes are made, once the site's
+    // `ip netns add` has set up /run/netns (two first uses at once would each mount it).
+    let probing = Probe(Some(std::thread::spawn(move || {
+        sys::kernel_has_ipvlan(&probe)
+    })));
     let _ = writeln!(
         out,
         "    site switch {} and internet client {} ({})",
@@ -212,14 +215,19 @@ pub fn up(
         let state = &state;
         let subnets = &subnets;
         let workers: Vec<_> = (0..topology.nodes.len())
-            .map(|i| scope.spawn(move || node(state, topology, cluster, i, subnets)))
+            .map(|i| {
+                std::thread::Builder::new()
+                    .spawn_scoped(scope, move || node(state, topology, cluster, i, subnets))
+            })
             .collect();
         workers
             .into_iter()
-            .map(|w| {
-                w.join().unwrap_or_else(|_| {
+            .map(|w| match w {
+                Ok(w) => w.join().unwrap_or_else(|_| {
                     Err(Error::Lab("setting up a node failed unexpectedly".into()))
-                })
+                }),
+                // No thread for it: `up` stops there, and `down` removes what was recorded.
+                Err(_) => Err(Error::Lab("cannot start a thread to set up a node".into())),
             })
             .collect()
     });
@@ -251,7 +259,7 @@ pub fn up(
     let mut ports = vec!["link set pinet master br0 up".to_owned()];
     ports.extend((0..state.nodes.len()).map(|i| format!("link set p{i} master br0 up")));
     sys::ip_batch(Some(&state.site_netns), &ports)?;
-    let has_ipvlan = probing.join().unwrap_or(false);
+    let has_ipvlan = probing.result();
     if has_ipvlan {
         let _ = writeln!(out, "    {}", crate::lab::runtime::IPVLAN_REAL);
     } else {
@@ -352,6 +360,25 @@ pub fn up(
         let _ = writeln!(out, "NOTE: {s}");
     }
     Ok(state)
+}
+
+/// The ipvlan probe's thread, joined however `up` ends: no `ip` it runs may outlive `up`, where a `down` in the same
+/// process could race it.
+struct Probe(Option<std::thread::JoinHandle<bool>>);
+
+impl Probe {
+    /// Whether the kernel can make ipvlan links; a probe that could not finish says no.
+    fn result(mut self) -> bool {
+        self.0.take().and_then(|h| h.join().ok()).unwrap_or(false)
+    }
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            let _ = h.join();
+        }
+    }
 }
 
 /// Serialises the set-up and removal of what labs share, across processes: an exclusive lock on /run, which

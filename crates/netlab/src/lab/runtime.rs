@@ -138,7 +138,7 @@ impl Runtime {
             ],
             path: self.cni_path.clone(),
             // The node's network, then its mount namespace (where /proc/cmdline, /etc/cni/net.d and /var/lib/cni
-            // are the node's), entered by the plugin's own process before exec.
+            // are the node's), entered by the thread that spawns the plugin.
             namespaces: vec![
                 PathBuf::from(crate::lab::sys::NETNS_DIR).join(&node.netns),
                 node.mnt.clone(),

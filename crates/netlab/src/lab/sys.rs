@@ -148,13 +148,18 @@ pub fn prepare_netns(
         }
         Ok(())
     };
-    std::thread::scope(|s| {
-        s.spawn(work).join().unwrap_or_else(|_| {
-            Err(Error::Lab(
-                "setting up the pods' network namespaces failed unexpectedly".into(),
-            ))
-        })
-    })
+    std::thread::scope(
+        |s| match std::thread::Builder::new().spawn_scoped(s, work) {
+            Ok(worker) => worker.join().unwrap_or_else(|_| {
+                Err(Error::Lab(
+                    "setting up the pods' network namespaces failed unexpectedly".into(),
+                ))
+            }),
+            Err(e) => Err(Error::Lab(format!(
+                "cannot start a thread to set up network namespaces: {e}"
+            ))),
+        },
+    )
 }
 
 /// Removes a network namespace `ip netns add` made: every mount on its file (a killed `up` can leave an `ip`
