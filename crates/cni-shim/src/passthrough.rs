@@ -225,13 +225,17 @@ impl Exec {
 fn run(real: &Path, args: &[OsString], span: &Span, limit: u64) -> Result<Call, Error> {
     let mut command = Command::new(real);
     command
-        .args(args.iter().skip(1))
-        .env(trace::ENV, span.child_env())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    if let Some(exec) = Exec::new(real, args, span) {
-        exec.die_with_the_shim(&mut command);
+    match Exec::new(real, args, span) {
+        // Our own execve carries the arguments and the environment: the standard library's copies would go unused.
+        Some(exec) => exec.die_with_the_shim(&mut command),
+        None => {
+            command
+                .args(args.iter().skip(1))
+                .env(trace::ENV, span.child_env());
+        }
     }
     let mut child = command.spawn().map_err(|source| Error::Spawn {
         path: real.to_owned(),

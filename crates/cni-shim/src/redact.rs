@@ -11,11 +11,31 @@ pub const MARK: &str = "[REDACTED]";
 
 /// Whether a key names a secret: compared lower-case with `-`, `_` and `.` removed.
 pub fn secret_key(key: &str) -> bool {
+    // Keys are short and ASCII: normalised on the stack, as every key of every record is looked at.
+    let mut buf = [0u8; 64];
+    let mut len = 0;
+    for b in key.bytes().filter(|b| !matches!(b, b'-' | b'_' | b'.')) {
+        match buf.get_mut(len) {
+            Some(slot) if b.is_ascii() => *slot = b.to_ascii_lowercase(),
+            _ => return secret_key_slow(key),
+        }
+        len += 1;
+    }
+    std::str::from_utf8(&buf[..len]).map_or_else(|_| secret_key_slow(key), secret_normalised)
+}
+
+/// [`secret_key`] for long or non-ASCII keys.
+fn secret_key_slow(key: &str) -> bool {
     let k: String = key
         .chars()
         .filter(|c| !matches!(c, '-' | '_' | '.'))
         .flat_map(char::to_lowercase)
         .collect();
+    secret_normalised(&k)
+}
+
+/// Whether a key already lower-cased, with `-`, `_` and `.` removed, names a secret.
+fn secret_normalised(k: &str) -> bool {
     const PARTS: [&str; 10] = [
         "password",
         "passwd",
@@ -28,7 +48,7 @@ pub fn secret_key(key: &str) -> bool {
         "bearer",
         "authorization",
     ];
-    PARTS.iter().any(|p| k.contains(p)) || matches!(k.as_str(), "auth" | "pass" | "psk")
+    PARTS.iter().any(|p| k.contains(p)) || matches!(k, "auth" | "pass" | "psk")
 }
 
 /// Whether a string value is a secret whatever its key: a private key, a JWT, a kubeconfig.
@@ -54,28 +74,50 @@ fn looks_like_jwt(v: &str) -> bool {
 
 /// Redacts in place; appends the JSON pointer of each redacted value to `found`.
 pub fn redact_json(value: &mut Value, pointer: &str, found: &mut Vec<String>) {
+    let mut path = pointer.to_owned();
+    redact_at(value, &mut path, found);
+}
+
+/// [`redact_json`] with one path buffer for the whole walk: a pointer becomes a string of its own only when
+/// something is redacted there.
+fn redact_at(value: &mut Value, path: &mut String, found: &mut Vec<String>) {
+    let len = path.len();
     match value {
         Value::Object(map) => {
             for (k, v) in map.iter_mut() {
-                let here = format!("{pointer}/{}", k.replace('~', "~0").replace('/', "~1"));
-                let kubeconfig = k.to_ascii_lowercase().contains("kubeconfig")
+                path.push('/');
+                for c in k.chars() {
+                    match c {
+                        '~' => path.push_str("~0"),
+                        '/' => path.push_str("~1"),
+                        c => path.push(c),
+                    }
+                }
+                let kubeconfig = k
+                    .as_bytes()
+                    .windows(10)
+                    .any(|w| w.eq_ignore_ascii_case(b"kubeconfig"))
                     && (v.is_object() || v.as_str().is_some_and(|s| s.contains('\n')));
                 if (secret_key(k) && !v.is_null()) || kubeconfig {
                     *v = Value::String(MARK.to_owned());
-                    found.push(here);
+                    found.push(path.clone());
                 } else {
-                    redact_json(v, &here, found);
+                    redact_at(v, path, found);
                 }
+                path.truncate(len);
             }
         }
         Value::Array(items) => {
             for (i, v) in items.iter_mut().enumerate() {
-                redact_json(v, &format!("{pointer}/{i}"), found);
+                path.push('/');
+                path.push_str(&i.to_string());
+                redact_at(v, path, found);
+                path.truncate(len);
             }
         }
         Value::String(s) if secret_value(s) => {
             *s = MARK.to_owned();
-            found.push(pointer.to_owned());
+            found.push(path.clone());
         }
         _ => {}
     }
@@ -311,6 +353,13 @@ mod tests {
         ] {
             assert!(!secret_key(k), "{k}");
         }
+        // Past the stack buffer and outside ASCII, the same rules.
+        let long = format!("{}_Pass-Word", "x".repeat(80));
+        assert!(secret_key(&long));
+        assert!(!secret_key(&"x".repeat(80)));
+        assert!(secret_key("Schlüssel-Token"));
+        assert!(!secret_key("Schlüssel"));
+        assert!(secret_key("PSK") && !secret_key("PSKs-count"));
     }
 
     #[test]
