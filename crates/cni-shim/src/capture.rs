@@ -134,13 +134,11 @@ pub fn forward(ends: Ends<'_>, limit: u64) -> Streams {
             if let Some(fd) = caller_in {
                 match read(fd, &mut buf) {
                     Err(Errno::INTR | Errno::AGAIN) => {}
-                    // End of input, or an input that cannot be read: the child sees end-of-file once it has
-                    // taken what is pending.
+                    // End of input, or an input that cannot be read: the child sees end-of-file (nothing is
+                    // pending, or the caller's stdin would not have been polled).
                     Ok(0) | Err(_) => {
                         caller_in = None;
-                        if !waiting {
-                            child_in = None;
-                        }
+                        child_in = None;
                     }
                     Ok(n) => {
                         let chunk = &buf[..n];

@@ -46,20 +46,24 @@ impl Draft {
     /// Writes the record and renames the file into place under the record's full name, which carries its size,
     /// verb, outcome, plugin and container, so that pruning needs no stat per file and queries open only the
     /// files that can match.
-    pub fn finish(self, record: &Record) -> Result<PathBuf, Error> {
+    pub fn finish(mut self, record: &Record) -> Result<PathBuf, Error> {
         let bytes = serde_json::to_vec(record).map_err(|source| Error::Record {
             path: self.dir_path.join(record.file_stem()),
             source,
         })?;
-        self.finish_with(&record_name(record, bytes.len()), &bytes)
-    }
-
-    /// Writes a record already serialised, under the name [`record_name`] gave it.
-    fn finish_with(mut self, name: &str, bytes: &[u8]) -> Result<PathBuf, Error> {
-        let target = self.dir_path.join(name);
+        let name = format!(
+            "{}-{}~{}~{}~{}~{}.json",
+            record.file_stem(),
+            bytes.len(),
+            name_safe(record.command.as_deref().unwrap_or("-")),
+            if record.failed() { "fail" } else { "ok" },
+            name_safe(&record.plugin),
+            name_safe(record.container_id.as_deref().unwrap_or("-")),
+        );
+        let target = self.dir_path.join(&name);
         self.file
-            .write_all(bytes)
-            .and_then(|()| Ok(renameat(&*self.dir, &self.tmp, &*self.dir, name)?))
+            .write_all(&bytes)
+            .and_then(|()| Ok(renameat(&*self.dir, &self.tmp, &*self.dir, &name)?))
             .map_err(|source| Error::Io {
                 action: "write the record",
                 path: target.clone(),
@@ -68,19 +72,6 @@ impl Draft {
         self.finished = true;
         Ok(target)
     }
-}
-
-/// The name a record of `len` bytes is stored under. It carries the size, verb, outcome, plugin and container, so
-/// that pruning needs no stat per file and queries open only the files that can match.
-fn record_name(record: &Record, len: usize) -> String {
-    format!(
-        "{}-{len}~{}~{}~{}~{}.json",
-        record.file_stem(),
-        name_safe(record.command.as_deref().unwrap_or("-")),
-        if record.failed() { "fail" } else { "ok" },
-        name_safe(&record.plugin),
-        name_safe(record.container_id.as_deref().unwrap_or("-")),
-    )
 }
 
 impl Drop for Draft {
@@ -198,14 +189,9 @@ impl LogDir {
         &self.path
     }
 
-    /// Writes a record as one file, mode 0600: a temp file renamed into place, so a reader or a concurrent call
-    /// never sees half a record. A failed write leaves nothing behind.
-    pub fn write(&self, record: &Record) -> Result<PathBuf, Error> {
-        self.draft(&record.file_stem())?.finish(record)
-    }
-
-    /// Creates the temp file a record will be written to, named after the record's stem: the shim does this while
-    /// the real plugin runs, so that creating a file is not on the caller's path. A draft dropped unfinished is
+    /// Creates the temp file a record will be written to (mode 0600), named after the record's stem: the shim does
+    /// this while the real plugin runs, so that creating a file is not on the caller's path. [`Draft::finish`]
+    /// renames it into place, so a reader or a concurrent call never sees half a record. A draft dropped unfinished is
     /// removed; one left by a shim that died is removed by a later [`LogDir::prune`].
     pub fn draft(&self, stem: &str) -> Result<Draft, Error> {
         // The pid tells a later prune whether the call may still be running.

@@ -70,17 +70,13 @@ pub fn bridge_batch(ns: Option<&str>, lines: &[String]) -> Result<(), Error> {
 }
 
 fn batch(program: &str, ns: Option<&str>, lines: &[String]) -> Result<(), Error> {
-    match ns {
-        Some(ns) => batch_with(program, &["-n", ns], lines),
-        None => batch_with(program, &[], lines),
-    }
-}
-
-fn batch_with(program: &str, options: &[&str], lines: &[String]) -> Result<(), Error> {
     if lines.is_empty() {
         return Ok(());
     }
-    let mut args: Vec<&str> = options.to_vec();
+    let mut args: Vec<&str> = Vec::new();
+    if let Some(ns) = ns {
+        args.extend(["-n", ns]);
+    }
     args.extend(["-batch", "-"]);
     let shown = || format!("{program} {} <<< {}", args.join(" "), lines.join("; "));
     let failed = |reason: String| Error::Command {
