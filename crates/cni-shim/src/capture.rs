@@ -2,7 +2,7 @@
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use rustix::event::{poll, PollFd, PollFlags};
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
 use rustix::io::{read, write, Errno};
 
@@ -32,6 +32,11 @@ impl Capture {
         let room = self.limit.saturating_sub(self.bytes.len());
         self.bytes
             .extend_from_slice(&chunk[..room.min(chunk.len())]);
+    }
+
+    /// The most it keeps.
+    pub fn limit(&self) -> u64 {
+        self.limit as u64
     }
 
     /// Whether bytes were dropped.
@@ -70,56 +75,125 @@ pub struct Ends<'a> {
 
 /// Forwards the caller's stdin to the child and the child's stdout and stderr to the caller, in one thread with
 /// one poll(2) loop, keeping a bounded copy of each; returns when the child has closed both of its outputs.
+/// [`Pump::new`] then [`Pump::finish`]; see [`Pump`].
+pub fn forward(ends: Ends<'_>, limit: u64) -> Streams {
+    Pump::new(ends, limit).finish()
+}
+
+/// The forwarding of one call's three streams.
 ///
 /// A child that stops reading stdin (or exits) does not block the caller: the rest of stdin is still read and
 /// kept. A caller that closes its stdout or stderr makes the child meet the broken pipe, as it would without the
-/// shim. A caller that never closes stdin does not hold up the return. Writes to the caller block, as the
-/// child's own would; the child's ends are made non-blocking so that no read or write of ours waits on it.
-pub fn forward(ends: Ends<'_>, limit: u64) -> Streams {
-    let Ends {
-        mut caller_in,
-        caller_out,
-        caller_err,
-        mut child_in,
-        mut child_out,
-        mut child_err,
-    } = ends;
-    for fd in [&child_in, &child_out, &child_err].into_iter().flatten() {
-        // Without it a write to a full pipe would wait; poll still says when to try, so this only costs a retry.
-        let _ = fcntl_getfl(fd).and_then(|f| fcntl_setfl(fd, f | OFlags::NONBLOCK));
+/// shim. A caller that never closes stdin does not hold up the end. Writes to the caller block, as the child's
+/// own would; the child's ends are made non-blocking so that no read or write of ours waits on it.
+#[derive(Debug)]
+pub struct Pump<'a> {
+    ends: Ends<'a>,
+    streams: Streams,
+    buf: Vec<u8>,
+    /// Read from the caller but not yet taken by the child, from `at` on.
+    pending: Vec<u8>,
+    at: usize,
+}
+
+/// What one turn of the loop met.
+#[derive(Debug, PartialEq, Eq)]
+enum Turn {
+    /// Something was ready and was handled.
+    Moved,
+    /// Nothing was ready within the timeout, or nothing is left to wait on.
+    Idle,
+    /// poll itself failed.
+    Failed,
+}
+
+impl<'a> Pump<'a> {
+    /// Takes the six ends; keeps at most `limit` bytes of each stream.
+    pub fn new(ends: Ends<'a>, limit: u64) -> Pump<'a> {
+        for fd in [&ends.child_in, &ends.child_out, &ends.child_err]
+            .into_iter()
+            .flatten()
+        {
+            // Without it a write to a full pipe would wait; poll still says when to try, so this costs a retry.
+            let _ = fcntl_getfl(fd).and_then(|f| fcntl_setfl(fd, f | OFlags::NONBLOCK));
+        }
+        Pump {
+            ends,
+            streams: Streams {
+                stdin: Capture::new(limit),
+                stdout: Capture::new(limit),
+                stderr: Capture::new(limit),
+            },
+            buf: vec![0u8; 64 * 1024],
+            pending: Vec::new(),
+            at: 0,
+        }
     }
-    let mut streams = Streams {
-        stdin: Capture::new(limit),
-        stdout: Capture::new(limit),
-        stderr: Capture::new(limit),
-    };
-    let mut buf = vec![0u8; 64 * 1024];
-    // Read from the caller but not yet taken by the child.
-    let (mut pending, mut at) = (Vec::new(), 0);
-    while child_out.is_some() || child_err.is_some() {
+
+    /// Moves what the caller has already written into the child's stdin pipe, without waiting, and closes that
+    /// pipe when the caller's stdin has ended: called before the child exists, so that the child finds its input
+    /// (and, for a small one, its end) at its first read, with no wake-up of the shim in between. At most a
+    /// pipe's worth moves: a full pipe ends it.
+    pub fn prefill(&mut self) {
+        let now = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        while self.turn(Some(&now), false) == Turn::Moved {}
+    }
+
+    /// What was kept of the caller's stdin so far (for a reply of the shim's own when the child could not start).
+    pub fn into_stdin(self) -> Capture {
+        self.streams.stdin
+    }
+
+    /// Forwards until the child has closed both of its outputs.
+    pub fn finish(mut self) -> Streams {
+        while self.ends.child_out.is_some() || self.ends.child_err.is_some() {
+            // A failed poll (no memory): give up; dropping the child's ends gives it end-of-file and broken pipes
+            // rather than a hang.
+            if self.turn(None, true) == Turn::Failed {
+                break;
+            }
+        }
+        self.streams
+    }
+
+    /// One poll and what it found ready; the child's outputs only when `outputs`.
+    fn turn(&mut self, timeout: Option<&Timespec>, outputs: bool) -> Turn {
+        let ends = &self.ends;
         // Four slots: the caller's stdin (when nothing waits for the child), the child's stdin (when something
         // does), its stdout, its stderr.
-        let waiting = at < pending.len();
+        let waiting = self.at < self.pending.len();
         let slots = [
-            caller_in.filter(|_| !waiting).map(|fd| (fd, PollFlags::IN)),
-            child_in
+            ends.caller_in
+                .filter(|_| !waiting)
+                .map(|fd| (fd, PollFlags::IN)),
+            ends.child_in
                 .as_ref()
                 .filter(|_| waiting)
                 .map(|fd| (fd.as_fd(), PollFlags::OUT)),
-            child_out.as_ref().map(|fd| (fd.as_fd(), PollFlags::IN)),
-            child_err.as_ref().map(|fd| (fd.as_fd(), PollFlags::IN)),
+            ends.child_out
+                .as_ref()
+                .filter(|_| outputs)
+                .map(|fd| (fd.as_fd(), PollFlags::IN)),
+            ends.child_err
+                .as_ref()
+                .filter(|_| outputs)
+                .map(|fd| (fd.as_fd(), PollFlags::IN)),
         ];
         let mut fds: Vec<PollFd<'_>> = slots
             .iter()
             .flatten()
             .map(|&(fd, flags)| PollFd::from_borrowed_fd(fd, flags))
             .collect();
-        match poll(&mut fds, None) {
-            Ok(_) => {}
-            Err(Errno::INTR) => continue,
-            // Nothing to wait on any more (cannot happen while an output is open) or no memory: give up; dropping
-            // the child's ends gives it end-of-file and broken pipes rather than a hang.
-            Err(_) => break,
+        if fds.is_empty() {
+            return Turn::Idle;
+        }
+        match poll(&mut fds, timeout) {
+            Ok(0) => return Turn::Idle,
+            Ok(_) | Err(Errno::INTR) => {}
+            Err(_) => return Turn::Failed,
         }
         let mut ready = [false; 4];
         let mut polled = fds.iter();
@@ -129,69 +203,99 @@ pub fn forward(ends: Ends<'_>, limit: u64) -> Streams {
             }
         }
         drop(fds);
-
         if ready[0] {
-            if let Some(fd) = caller_in {
-                match read(fd, &mut buf) {
-                    Err(Errno::INTR | Errno::AGAIN) => {}
-                    // End of input, or an input that cannot be read: the child sees end-of-file (nothing is
-                    // pending, or the caller's stdin would not have been polled).
-                    Ok(0) | Err(_) => {
-                        caller_in = None;
-                        child_in = None;
-                    }
-                    Ok(n) => {
-                        let chunk = &buf[..n];
-                        streams.stdin.push(chunk);
-                        if child_in.is_some() {
-                            pending.clear();
-                            pending.extend_from_slice(chunk);
-                            at = 0;
-                        }
-                    }
-                }
-            }
+            self.read_input();
         }
         if ready[1] {
-            if let Some(fd) = &child_in {
-                match write(fd, &pending[at..]) {
-                    Ok(n) => at += n,
-                    Err(Errno::INTR | Errno::AGAIN) => {}
-                    // The child stopped reading: the rest of stdin is still read (and kept), never sent.
-                    Err(_) => {
-                        child_in = None;
-                        at = pending.len();
-                    }
-                }
-                if at == pending.len() && caller_in.is_none() {
-                    child_in = None;
+            self.write_input();
+        }
+        if ready[2] {
+            self.pass_output(false);
+        }
+        if ready[3] {
+            self.pass_output(true);
+        }
+        Turn::Moved
+    }
+
+    /// Reads a chunk of the caller's stdin, keeps it, and offers it to the child at once.
+    fn read_input(&mut self) {
+        let Some(fd) = self.ends.caller_in else {
+            return;
+        };
+        match read(fd, &mut self.buf) {
+            Err(Errno::INTR | Errno::AGAIN) => {}
+            // End of input, or an input that cannot be read: the child sees end-of-file (nothing is pending, or
+            // the caller's stdin would not have been polled).
+            Ok(0) | Err(_) => {
+                self.ends.caller_in = None;
+                self.ends.child_in = None;
+            }
+            Ok(n) => {
+                let chunk = &self.buf[..n];
+                self.streams.stdin.push(chunk);
+                if self.ends.child_in.is_some() {
+                    self.pending.clear();
+                    self.pending.extend_from_slice(chunk);
+                    self.at = 0;
+                    self.write_input();
                 }
             }
         }
-        for (r, from, to, keep) in [
-            (ready[2], &mut child_out, caller_out, &mut streams.stdout),
-            (ready[3], &mut child_err, caller_err, &mut streams.stderr),
-        ] {
-            let Some(fd) = from.as_ref().filter(|_| r) else {
-                continue;
-            };
-            match read(fd, &mut buf) {
-                Err(Errno::INTR | Errno::AGAIN) => {}
-                Ok(0) | Err(_) => *from = None,
-                Ok(n) => {
-                    let chunk = &buf[..n];
-                    keep.push(chunk);
-                    if let Some(to) = to {
-                        if write_all(to, chunk).is_err() {
-                            // The caller went away: the child meets the broken pipe on its next write.
-                            *from = None;
-                        }
+    }
+
+    /// Writes what the child can take of the pending input; closes its stdin once the caller's has ended and
+    /// all of it is taken.
+    fn write_input(&mut self) {
+        let Some(fd) = &self.ends.child_in else {
+            return;
+        };
+        match write(fd, &self.pending[self.at..]) {
+            Ok(n) => self.at += n,
+            Err(Errno::INTR | Errno::AGAIN) => {}
+            // The child stopped reading: the rest of stdin is still read (and kept), never sent.
+            Err(_) => {
+                self.ends.child_in = None;
+                self.at = self.pending.len();
+            }
+        }
+        if self.at == self.pending.len() && self.ends.caller_in.is_none() {
+            self.ends.child_in = None;
+        }
+    }
+
+    /// Passes a chunk of the child's stdout (or stderr) to the caller's, keeping it.
+    fn pass_output(&mut self, stderr: bool) {
+        let (from, to, keep) = match stderr {
+            false => (
+                &mut self.ends.child_out,
+                self.ends.caller_out,
+                &mut self.streams.stdout,
+            ),
+            true => (
+                &mut self.ends.child_err,
+                self.ends.caller_err,
+                &mut self.streams.stderr,
+            ),
+        };
+        let Some(fd) = from.as_ref() else {
+            return;
+        };
+        match read(fd, &mut self.buf) {
+            Err(Errno::INTR | Errno::AGAIN) => {}
+            Ok(0) | Err(_) => *from = None,
+            Ok(n) => {
+                let chunk = &self.buf[..n];
+                keep.push(chunk);
+                if let Some(to) = to {
+                    if write_all(to, chunk).is_err() {
+                        // The caller went away: the child meets the broken pipe on its next write.
+                        *from = None;
                     }
                 }
             }
         }
     }
-    streams
 }
 
 /// Writes all of `bytes` to a blocking descriptor.

@@ -27,6 +27,7 @@ pub mod error;
 pub mod passthrough;
 pub mod record;
 pub mod redact;
+pub mod spawn;
 pub mod store;
 pub mod time;
 pub mod trace;

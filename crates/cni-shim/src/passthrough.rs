@@ -10,11 +10,10 @@ use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File};
 use std::io::{self, Read};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
@@ -22,9 +21,12 @@ use std::time::{Duration, Instant, SystemTime};
 use cni::plugin::{write_reply, Outcome, STDIN_LIMIT};
 use cni::ErrorReply;
 
-use crate::capture::{forward, Capture, Ends};
+use rustix::pipe::{pipe_with, PipeFlags};
+
+use crate::capture::{Capture, Ends, Pump};
 use crate::config::{self, ShimConfig, DEFAULT_CAPTURE_BYTES};
 use crate::record::{Exit, Payload, Record, FORMAT};
+use crate::spawn::{spawn, Ended, Program};
 use crate::store::{Draft, LogDir};
 use crate::trace::{self, Source, Span};
 use crate::{redact, time, Error};
@@ -85,7 +87,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     let limit = config
         .as_ref()
         .map_or(DEFAULT_CAPTURE_BYTES, |c| c.capture_bytes);
-    let call = outcome.unwrap_or_else(|e| reply_error(&e, limit));
+    let call = outcome.unwrap_or_else(|e| reply_error(&e, Capture::new(limit)));
     let duration = clock.elapsed();
     let code = call.exit.code;
 
@@ -138,140 +140,68 @@ fn dup(fd: impl AsFd) -> Option<File> {
     fd.as_fd().try_clone_to_owned().ok().map(File::from)
 }
 
-/// The real plugin's execve(2), prepared before fork: when the runtime kills the shim (its timeout), the plugin
-/// must not live on, as it would not have without the shim. The child asks the kernel for SIGKILL when the shim
-/// dies and then makes this very call itself, between fork and exec. The plain execve keeps the failure a runtime
-/// would see (a file of no known format fails with ENOEXEC; glibc's execvp, which the standard library would use,
-/// runs it through /bin/sh instead).
-struct Exec {
-    path: std::ffi::CString,
-    argv: Vec<std::ffi::CString>,
-    envp: Vec<std::ffi::CString>,
-    shim: i64,
-}
-
-impl Exec {
-    /// `None` where an argument or variable holds a NUL byte (the kernel could not take it either; the standard
-    /// library's spawn then reports it).
-    fn new(real: &Path, args: &[OsString], span: &Span) -> Option<Exec> {
-        use std::ffi::CString;
-        use std::os::unix::ffi::OsStrExt;
-        let c = |s: &OsStr| CString::new(s.as_bytes()).ok();
-        let mut argv = vec![c(real.as_os_str())?];
-        for a in args.iter().skip(1) {
-            argv.push(c(a)?);
-        }
-        let mut envp = Vec::new();
-        for (k, v) in std::env::vars_os().filter(|(k, _)| k != trace::ENV) {
-            let mut kv = k;
-            kv.push("=");
-            kv.push(v);
-            envp.push(c(&kv)?);
-        }
-        let mut trace_var = OsString::from(trace::ENV);
-        trace_var.push("=");
-        trace_var.push(span.child_env());
-        envp.push(c(&trace_var)?);
-        Some(Exec {
-            path: c(real.as_os_str())?,
-            argv,
-            envp,
-            shim: i64::from(std::process::id()),
-        })
-    }
-
-    fn die_with_the_shim(self, command: &mut Command) {
-        use std::os::unix::process::CommandExt;
-        /// Pointers into the strings the closure owns: they live as long as it does and are only read.
-        struct Ptrs(Vec<*const libc::c_char>, Vec<*const libc::c_char>);
-        // SAFETY: the pointers are read only, in the forked child, and point into strings moved along with them.
-        #[allow(unsafe_code)]
-        unsafe impl Send for Ptrs {}
-        #[allow(unsafe_code)]
-        unsafe impl Sync for Ptrs {}
-        let null = std::iter::once(std::ptr::null());
-        let ptrs = Ptrs(
-            self.argv
-                .iter()
-                .map(|a| a.as_ptr())
-                .chain(null.clone())
-                .collect(),
-            self.envp.iter().map(|e| e.as_ptr()).chain(null).collect(),
-        );
-        #[allow(unsafe_code)]
-        // SAFETY: the closure runs in the forked child, after the standard library has set up its descriptors and
-        // before its own exec. It calls only prctl, getppid and execve, all async-signal-safe, allocates nothing
-        // (the strings and pointer arrays were built before fork) and takes no lock. On success execve does not
-        // return; on failure its errno is handed back to the parent as the spawn error.
-        unsafe {
-            command.pre_exec(move || {
-                let (_keep, ptrs) = (&self, &ptrs);
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                // The shim may have died between fork and prctl; then the signal would never come.
-                if i64::from(libc::getppid()) != self.shim {
-                    return Err(io::Error::from_raw_os_error(libc::ESRCH));
-                }
-                libc::execve(self.path.as_ptr(), ptrs.0.as_ptr(), ptrs.1.as_ptr());
-                Err(io::Error::last_os_error())
-            });
-        }
-    }
+/// The real plugin's program: our own arguments after `argv[0]`, and our environment with the call's span for
+/// its children in place of ours. The plain execve keeps the failure a runtime would see (a file of no known
+/// format fails with ENOEXEC; glibc's execvp, which the standard library would use, runs it through /bin/sh).
+fn program(real: &Path, args: &[OsString], span: &Span) -> io::Result<Program> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut env: Vec<Vec<u8>> = std::env::vars_os()
+        .filter(|(k, _)| k != trace::ENV)
+        .map(|(k, v)| [k.as_bytes(), b"=", v.as_bytes()].concat())
+        .collect();
+    env.push([trace::ENV.as_bytes(), b"=", span.child_env().as_bytes()].concat());
+    Program::new(
+        real.as_os_str().as_bytes(),
+        args.iter().skip(1).map(|a| a.as_bytes().to_vec()),
+        env,
+    )
 }
 
 /// Runs the real plugin, streaming stdin to it and its stdout and stderr to ours (one thread, one poll loop),
-/// keeping bounded copies.
+/// keeping bounded copies. The plugin dies with the shim ([`spawn`]).
 fn run(real: &Path, args: &[OsString], span: &Span, limit: u64) -> Result<Call, Error> {
-    let mut command = Command::new(real);
-    command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    match Exec::new(real, args, span) {
-        // Our own execve carries the arguments and the environment: the standard library's copies would go unused.
-        Some(exec) => exec.die_with_the_shim(&mut command),
-        None => {
-            command
-                .args(args.iter().skip(1))
-                .env(trace::ENV, span.child_env());
-        }
-    }
-    let mut child = command.spawn().map_err(|source| Error::Spawn {
+    let spawn_error = |source| Error::Spawn {
         path: real.to_owned(),
         source,
-    })?;
-    let child_pid = child.id();
+    };
+    let pipe = || pipe_with(PipeFlags::CLOEXEC).map_err(|e| spawn_error(e.into()));
+    let (stdin_r, stdin_w) = pipe()?;
+    let (stdout_r, stdout_w) = pipe()?;
+    let (stderr_r, stderr_w) = pipe()?;
     let (stdin, stdout, stderr) = (io::stdin(), io::stdout(), io::stderr());
-    let streams = forward(
+    let mut pump = Pump::new(
         Ends {
             caller_in: Some(stdin.as_fd()),
             caller_out: Some(stdout.as_fd()),
             caller_err: Some(stderr.as_fd()),
-            child_in: child.stdin.take().map(OwnedFd::from),
-            child_out: child.stdout.take().map(OwnedFd::from),
-            child_err: child.stderr.take().map(OwnedFd::from),
+            child_in: Some(stdin_w),
+            child_out: Some(stdout_r),
+            child_err: Some(stderr_r),
         },
         limit,
     );
+    // What the caller has written already goes into the plugin's pipe before the plugin exists: a config is
+    // usually all there, so the plugin reads it, and its end, without waiting for the shim.
+    pump.prefill();
+    let started = program(real, args, span)
+        .and_then(|p| spawn(&p, [stdin_r.as_fd(), stdout_w.as_fd(), stderr_w.as_fd()]));
+    // The child has its copies: ours would keep its input open and its outputs from ending.
+    drop((stdin_r, stdout_w, stderr_w));
+    let child = match started {
+        Ok(child) => child,
+        Err(e) => return Ok(reply_error(&spawn_error(e), pump.into_stdin())),
+    };
+    let child_pid = child.id();
+    let streams = pump.finish();
     let (exit, error) = match child.wait() {
-        Ok(status) => match (status.code(), status.signal()) {
-            (Some(code), _) => (Exit { code, signal: None }, None),
-            (None, Some(sig)) => (
-                Exit {
-                    code: 128 + sig,
-                    signal: Some(sig),
-                },
-                None,
-            ),
-            (None, None) => (
-                Exit {
-                    code: 1,
-                    signal: None,
-                },
-                Some(format!("unknown exit status {status:?}")),
-            ),
-        },
+        Ok(Ended::Exited(code)) => (Exit { code, signal: None }, None),
+        Ok(Ended::Killed(sig)) => (
+            Exit {
+                code: 128 + sig,
+                signal: Some(sig),
+            },
+            None,
+        ),
         Err(e) => (
             Exit {
                 code: 1,
@@ -291,13 +221,17 @@ fn run(real: &Path, args: &[OsString], span: &Span, limit: u64) -> Result<Call, 
 }
 
 /// The shim's own reply when it cannot run the real plugin: a CNI error on stdout, in the request's version.
-fn reply_error(e: &Error, limit: u64) -> Call {
-    let mut stdin = Capture::new(limit);
-    let mut bytes = Vec::new();
+/// `stdin` is what was read of the caller's stdin already; the rest is read here.
+fn reply_error(e: &Error, mut stdin: Capture) -> Call {
+    let mut bytes = stdin.bytes.clone();
     if let Some(from) = dup(io::stdin()) {
-        let _ = from.take(STDIN_LIMIT).read_to_end(&mut bytes);
+        let mut rest = Vec::new();
+        let _ = from
+            .take(STDIN_LIMIT.saturating_sub(stdin.total))
+            .read_to_end(&mut rest);
+        stdin.push(&rest);
+        bytes.extend_from_slice(&rest);
     }
-    stdin.push(&bytes);
     let version = cni::config::sniff_version(&bytes)
         .filter(|v| v.parse::<cni::Version>().is_ok())
         .unwrap_or_else(|| cni::Version::LATEST.as_str().to_owned());
@@ -308,6 +242,7 @@ fn reply_error(e: &Error, limit: u64) -> Call {
     if let Some(mut to) = dup(io::stdout()) {
         let _ = io::Write::write_all(&mut to, &out);
     }
+    let limit = stdin.limit();
     let mut stdout = Capture::new(limit);
     stdout.push(&out);
     Call {

@@ -74,6 +74,14 @@ fn a_real_plugin_that_cannot_be_executed_is_a_cni_error_naming_it() {
     assert!(records
         .iter()
         .all(|r| r.child_pid.is_none() && r.exit.code != 0 && r.error.is_some()));
+    // The request was already moved towards the plugin when it failed to start: it is still whole in the record.
+    for r in &records {
+        let stdin = r.stdin.text.as_deref().unwrap_or_default();
+        assert!(
+            stdin.starts_with(r#"{"cniVersion":"0.3.1""#) && stdin.ends_with("\"}"),
+            "{stdin}"
+        );
+    }
 }
 
 #[test]

@@ -37,6 +37,68 @@ fn every_exit_code_comes_through() {
 }
 
 #[test]
+fn the_plugin_starts_with_the_signals_and_descriptors_it_would_have_without_the_shim() {
+    // What the plugin's own children see: blocked and ignored signals (the shim ignores SIGPIPE, the plugin must
+    // not), and the descriptors open on them.
+    let body =
+        "grep -E '^Sig(Blk|Ign)' /proc/self/status; ls /proc/self/fd | sort -n | tr '\\n' ' '";
+    let lab = Lab::new(&[("fake", body)]);
+    let out = lab.call("fake", "{}");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let direct = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(body)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    // The standard signals (1 to 31) as masks; the real-time ones above are libc's own business, and whatever
+    // started this test may have left them ignored.
+    let masks = |out: &str| -> Vec<u64> {
+        out.lines()
+            .filter_map(|l| l.split_once(":\t"))
+            .filter(|(k, _)| k.starts_with("Sig"))
+            .map(|(_, v)| u64::from_str_radix(v, 16).unwrap() & 0x7fff_ffff)
+            .collect()
+    };
+    let (shimmed, direct) = (text(&out.stdout), text(&direct.stdout));
+    assert_eq!(masks(&shimmed), masks(&direct), "{shimmed}");
+    assert_eq!(
+        masks(&shimmed)[1] & (1 << (13 - 1)),
+        0,
+        "SIGPIPE is not ignored"
+    );
+    let fds = |out: &str| out.lines().last().map(str::to_owned);
+    assert_eq!(fds(&shimmed), fds(&direct));
+    assert!(fds(&shimmed).unwrap().starts_with("0 1 2 3 "));
+}
+
+#[test]
+fn a_request_written_late_and_slowly_still_reaches_the_plugin_whole() {
+    // The shim moves what is already written before the plugin starts; the rest must follow.
+    let lab = Lab::new(&[("echo", "cat")]);
+    let mut c = lab.command("echo");
+    c.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut shim = c.spawn().unwrap();
+    let mut stdin = shim.stdin.take().unwrap();
+    let mut sent = Vec::new();
+    for i in 0..5 {
+        let part = format!("part {i}\n");
+        std::io::Write::write_all(&mut stdin, part.as_bytes()).unwrap();
+        sent.extend_from_slice(part.as_bytes());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    drop(stdin);
+    let out = shim.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(out.stdout, sent);
+    assert_eq!(
+        lab.records()[0].stdin.text.as_deref(),
+        Some(text(&sent).as_str())
+    );
+}
+
+#[test]
 fn a_signal_is_reported_as_the_shell_does() {
     let lab = Lab::new(&[(
         "fake",

@@ -1,0 +1,326 @@
+//! Starting the real plugin so that it dies with the shim, at the cost of `posix_spawn` rather than of `fork`.
+//!
+//! A runtime that times a call out kills the shim. Without the shim it would have killed the plugin, so the plugin
+//! must not live on: between its creation and its `execve` it asks the kernel for SIGKILL when the shim goes
+//! (`PR_SET_PDEATHSIG`). The standard library runs such a step only after a full `fork`, which copies the shim's
+//! page tables and makes each page the shim writes afterwards fault once: 55 to 90 µs a call on the benchmark's
+//! machine. This does what `posix_spawn` does instead: the child shares the shim's memory (`CLONE_VM`) on a stack
+//! of its own, makes only system calls, and the calling thread is suspended until the `execve` (`CLONE_VFORK`).
+//!
+//! The one place in cni-shim with `unsafe` code; each block says why it holds.
+#![allow(unsafe_code)]
+
+use std::ffi::{c_char, c_int, c_void, CString};
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use rustix::io::fcntl_dupfd_cloexec;
+use rustix::process::{waitpid, Pid, WaitOptions};
+
+/// A program and what it runs with, as C strings prepared before the child exists.
+#[derive(Debug)]
+pub struct Program {
+    path: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+}
+
+impl Program {
+    /// `argv[0]` is `path`; `env` holds `KEY=value` entries. An interior NUL byte, which no `execve` could carry
+    /// either, is an `InvalidInput` error.
+    pub fn new(
+        path: &[u8],
+        args: impl IntoIterator<Item = Vec<u8>>,
+        env: impl IntoIterator<Item = Vec<u8>>,
+    ) -> io::Result<Program> {
+        let c = |bytes: Vec<u8>| {
+            CString::new(bytes).map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "an argument or environment variable holds a NUL byte",
+                )
+            })
+        };
+        let path = c(path.to_vec())?;
+        let mut argv = vec![path.clone()];
+        for a in args {
+            argv.push(c(a)?);
+        }
+        let envp = env.into_iter().map(c).collect::<io::Result<_>>()?;
+        Ok(Program { path, argv, envp })
+    }
+}
+
+/// A started child, to be waited for.
+#[derive(Debug)]
+pub struct Child {
+    pid: Pid,
+}
+
+/// How a child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// It exited with this status.
+    Exited(i32),
+    /// A signal killed it.
+    Killed(i32),
+}
+
+impl Child {
+    /// The child's process id.
+    pub fn id(&self) -> u32 {
+        self.pid.as_raw_pid().unsigned_abs()
+    }
+
+    /// Waits for the child to end; interrupted waits are retried.
+    pub fn wait(self) -> io::Result<Ended> {
+        loop {
+            match waitpid(Some(self.pid), WaitOptions::empty()) {
+                Ok(Some((_, status))) => {
+                    if let Some(code) = status.exit_status() {
+                        return Ok(Ended::Exited(code));
+                    }
+                    if let Some(signal) = status.terminating_signal() {
+                        return Ok(Ended::Killed(signal));
+                    }
+                    // Stopped or continued: not asked for, so not reported; wait on.
+                }
+                Ok(None) => {}
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+/// What the child reads, on the child's own stack, from memory it shares with the suspended caller.
+struct Shared {
+    path: *const c_char,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+    stdio: [c_int; 3],
+    parent: libc::pid_t,
+    /// The errno of the step that failed, written by the child before it exits; 0 when it reached its program.
+    error: AtomicI32,
+}
+
+/// The child's stack: it makes a handful of system calls through libc and returns nowhere.
+const STACK: usize = 32 * 1024;
+
+/// Starts `program` with `stdio` as its standard input, output and error, a default SIGPIPE, an empty signal mask
+/// and SIGKILL due when the calling thread ends. The descriptors are the caller's to close afterwards. An error
+/// is the caller's (no memory, no process) or the child's own errno from the step that failed (`execve`'s ENOENT,
+/// ENOEXEC, EACCES ...); such a child has been reaped.
+pub fn spawn(program: &Program, stdio: [BorrowedFd<'_>; 3]) -> io::Result<Child> {
+    // A descriptor below 3 would be overwritten by another's dup2 in the child: move it up first.
+    let mut moved: Vec<OwnedFd> = Vec::new();
+    let mut raw = [0; 3];
+    for (slot, fd) in raw.iter_mut().zip(stdio) {
+        *slot = match fd.as_raw_fd() {
+            low if low < 3 => {
+                let up = fcntl_dupfd_cloexec(fd, 3)?;
+                let up_raw = up.as_raw_fd();
+                moved.push(up);
+                up_raw
+            }
+            n => n,
+        };
+    }
+    let null = std::iter::once(std::ptr::null());
+    let argv: Vec<*const c_char> = program
+        .argv
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(null.clone())
+        .collect();
+    let envp: Vec<*const c_char> = program
+        .envp
+        .iter()
+        .map(|e| e.as_ptr())
+        .chain(null)
+        .collect();
+    let shared = Shared {
+        path: program.path.as_ptr(),
+        argv: argv.as_ptr(),
+        envp: envp.as_ptr(),
+        stdio: raw,
+        parent: libc::pid_t::try_from(std::process::id()).unwrap_or(-1),
+        error: AtomicI32::new(0),
+    };
+    let mut stack = vec![0u8; STACK];
+    // The stack grows down: start at its 16-byte aligned top.
+    let top = stack.as_mut_ptr().wrapping_add(STACK);
+    let top = top.wrapping_sub(top.addr() % 16);
+
+    let pid = {
+        // SAFETY: sigset_t is plain data; sigfillset and pthread_sigmask only write the sets given. Every signal
+        // is blocked on this thread while the child shares its memory, so that no handler of the shim's runs in
+        // the child before it has reset its mask (the child inherits the blocked mask and empties it just before
+        // execve); the old mask is restored below whatever clone returns.
+        let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+        let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+        unsafe {
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        }
+        // SAFETY: `child` runs on `stack`, which outlives it: with CLONE_VFORK this thread is suspended until the
+        // child has called execve or exited, and `stack`, `shared`, `argv`, `envp` and `program` are dropped only
+        // after that. The child only reads `shared` and the strings it points to, which nothing writes meanwhile,
+        // and writes `shared.error`, an atomic read here only after clone returns. Other threads of the shim go
+        // on; the child touches none of their data, takes no lock and allocates nothing.
+        let pid = unsafe {
+            libc::clone(
+                child,
+                top.cast::<c_void>(),
+                libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+                std::ptr::from_ref(&shared).cast_mut().cast::<c_void>(),
+            )
+        };
+        let clone_error = io::Error::last_os_error();
+        // SAFETY: as above; `old` was filled by the first call.
+        unsafe {
+            libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        }
+        if pid < 0 {
+            return Err(clone_error);
+        }
+        pid
+    };
+    drop(stack);
+    drop(moved);
+    let child = Child {
+        pid: Pid::from_raw(pid).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidData))?,
+    };
+    match shared.error.load(Ordering::Acquire) {
+        0 => Ok(child),
+        errno => {
+            // It exited with 127 without running anything; reap it so that no zombie is left.
+            let _ = child.wait();
+            Err(io::Error::from_raw_os_error(errno))
+        }
+    }
+}
+
+/// The child, between clone and execve. Returns only through `_exit` or the program it becomes.
+extern "C" fn child(arg: *mut c_void) -> c_int {
+    // SAFETY: `arg` is the `Shared` that `spawn` passed to clone and keeps alive until this child has exec'd or
+    // exited (see there); it is only read here, apart from the atomic.
+    let shared = unsafe { &*arg.cast_const().cast::<Shared>() };
+    // SAFETY: only async-signal-safe system calls on descriptors and C strings prepared before clone; no
+    // allocation, no lock, nothing of the parent's changed but the atomic and errno, which the parent does not
+    // read across clone. SIGPIPE's disposition is the child's own copy (no CLONE_SIGHAND): the standard library
+    // ignores SIGPIPE in the shim, and an ignored signal would stay ignored across execve.
+    let errno = unsafe {
+        'setup: {
+            for (target, &fd) in (0..3).zip(&shared.stdio) {
+                // Every source is at 3 or above, so no dup2 overwrites another's source; the copies are
+                // inherited (dup2 clears close-on-exec), the sources are not.
+                if libc::dup2(fd, target) < 0 {
+                    break 'setup errno();
+                }
+            }
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                break 'setup errno();
+            }
+            // The shim may have died before prctl; then the signal would never come.
+            if libc::getppid() != shared.parent {
+                break 'setup libc::ESRCH;
+            }
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+            libc::execve(shared.path, shared.argv, shared.envp);
+            errno()
+        }
+    };
+    shared.error.store(errno.max(1), Ordering::Release);
+    // SAFETY: ends the child without running anything of the parent's (no atexit handlers, no flushing).
+    unsafe { libc::_exit(127) }
+}
+
+/// The calling thread's errno: in the child, the one of its last failed call.
+fn errno() -> c_int {
+    io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::os::fd::AsFd;
+
+    fn pipe() -> (OwnedFd, OwnedFd) {
+        let (r, w) = std::io::pipe().unwrap();
+        (r.into(), w.into())
+    }
+
+    #[test]
+    fn the_program_gets_its_arguments_environment_and_descriptors() {
+        let script = r#"read line; echo "$line $0 $1 $GREETING"; echo to-stderr >&2; exit 7"#;
+        let program = Program::new(
+            b"/bin/sh",
+            [b"-c".to_vec(), script.as_bytes().to_vec(), b"one".to_vec()],
+            [b"GREETING=hello".to_vec()],
+        )
+        .unwrap();
+        let (in_r, in_w) = pipe();
+        let (out_r, out_w) = pipe();
+        let (err_r, err_w) = pipe();
+        std::fs::File::from(in_w).write_all(b"input\n").unwrap();
+        let child = spawn(&program, [in_r.as_fd(), out_w.as_fd(), err_w.as_fd()]).unwrap();
+        drop((in_r, out_w, err_w));
+        let (mut out, mut err) = (String::new(), String::new());
+        std::fs::File::from(out_r).read_to_string(&mut out).unwrap();
+        std::fs::File::from(err_r).read_to_string(&mut err).unwrap();
+        assert_eq!(child.wait().unwrap(), Ended::Exited(7));
+        assert_eq!(out, "input one  hello\n");
+        assert_eq!(err, "to-stderr\n");
+    }
+
+    #[test]
+    fn a_signal_that_kills_the_program_is_reported() {
+        let program =
+            Program::new(b"/bin/sh", [b"-c".to_vec(), b"kill -9 $$".to_vec()], []).unwrap();
+        let (r, w) = pipe();
+        let child = spawn(&program, [r.as_fd(), w.as_fd(), w.as_fd()]).unwrap();
+        assert_eq!(child.wait().unwrap(), Ended::Killed(libc::SIGKILL));
+    }
+
+    #[test]
+    fn a_program_that_cannot_run_is_its_execve_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let garbage = dir.path().join("garbage");
+        std::fs::write(&garbage, [0u8, 1, 2, 3]).unwrap();
+        std::fs::set_permissions(
+            &garbage,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let (r, w) = pipe();
+        for (path, errno) in [
+            (b"/nonexistent/plugin".to_vec(), libc::ENOENT),
+            (
+                dir.path().as_os_str().as_encoded_bytes().to_vec(),
+                libc::EACCES,
+            ),
+            (
+                garbage.as_os_str().as_encoded_bytes().to_vec(),
+                libc::ENOEXEC,
+            ),
+        ] {
+            let program = Program::new(&path, [], []).unwrap();
+            let e = spawn(&program, [r.as_fd(), w.as_fd(), w.as_fd()]).unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(errno), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_nul_byte_is_refused_before_anything_starts() {
+        let e = Program::new(b"/bin/true", [b"a\0b".to_vec()], []).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    }
+}
