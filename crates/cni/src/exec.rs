@@ -386,6 +386,24 @@ fn args_string(args: &[(String, String)]) -> String {
         .join(";")
 }
 
+/// unshare(2) for the calling thread: it leaves what it shared with the rest of its process (`FS`: root, working
+/// directory and umask; `NEWNS`: a mount namespace of its own; `NEWNET` ...), and keeps sharing the descriptor
+/// table, whatever `flags` hold: `FILES` is refused (EINVAL).
+pub fn unshare_thread(flags: rustix::thread::UnshareFlags) -> std::io::Result<()> {
+    if flags.contains(rustix::thread::UnshareFlags::FILES) {
+        return Err(std::io::Error::from_raw_os_error(22));
+    }
+    #[allow(unsafe_code)]
+    // SAFETY: rustix marks unshare unsafe for one flag only, CLONE_FILES: a thread with a descriptor table of its own
+    // could be handed descriptors that are not valid in it, or close another thread's. That flag is refused above;
+    // every other part this thread stops sharing (its root and working directory, its namespaces) leaves the
+    // descriptors it and the other threads hold valid and shared.
+    unsafe {
+        rustix::thread::unshare_unsafe(flags)?;
+    }
+    Ok(())
+}
+
 /// Spawns `process` from a thread of its own that first enters `namespaces` (setns(2) on each, in order): the child
 /// is created in them. Entering them in the child instead, between fork and exec, would rule out posix_spawn, and a
 /// fork of a large process (the lab's) costs far more than this thread: its page tables are copied and every page
@@ -398,14 +416,10 @@ fn spawn_in(
     std::thread::scope(|scope| {
         std::thread::Builder::new()
             .spawn_scoped(scope, || {
-                #[allow(unsafe_code)]
-                // SAFETY: unshares only CLONE_FS, this thread's root, working directory and umask, which setns(2)
-                // into a mount namespace requires of a thread in a process with others. The descriptor table stays
-                // shared (rustix marks unshare unsafe for CLONE_FILES, which could strand descriptors between
-                // threads). The thread ends after the spawn, taking its namespaces and root with it.
-                unsafe {
-                    rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::FS)?;
-                }
+                // Its own root, working directory and umask, which setns(2) into a mount namespace requires of a
+                // thread in a process with others. The thread ends after the spawn, taking its namespaces and root
+                // with it.
+                unshare_thread(rustix::thread::UnshareFlags::FS)?;
                 for ns in namespaces {
                     rustix::thread::move_into_link_name_space(ns.as_fd(), None)?;
                 }

@@ -3,11 +3,13 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::Ipv4Addr;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use ipnet::Ipv4Net;
 
 use crate::lab::cluster::Cluster;
+use crate::lab::netlink::{Mac, Netlink};
 use crate::lab::runtime::Runtime;
 use crate::lab::state::{NodeState, PodState, Resource, State, RUN_DIR};
 use crate::lab::sys;
@@ -169,7 +171,7 @@ pub fn up(
         .iter()
         .map(|n| format!("{}-{}", opts.name, n.name))
         .collect();
-    site(&mut state, topology, &node_netns)?;
+    let (mut switch, node_links) = site(&mut state, topology, &node_netns)?;
     // The probe is a few processes that wait on the kernel: it runs while the nodes are made, once the site's
     // `ip netns add` has set up /run/netns (two first uses at once would each mount it).
     let probing = Probe(Some(std::thread::spawn(move || {
@@ -186,8 +188,7 @@ pub fn up(
     let mnt = dir.join("mnt");
     std::fs::create_dir_all(&mnt).map_err(|e| Error::io(&mnt, e))?;
     state.record(Resource::Mount { path: mnt.clone() })?;
-    sys::run("mount", ["--bind", &path_str(&mnt), &path_str(&mnt)])?;
-    sys::run("mount", ["--make-private", &path_str(&mnt)])?;
+    sys::private_mount(&mnt)?;
 
     // Every node's flannel subnet first: each node is programmed with the routes to all the others as it is made.
     let flannel = cluster.flannel.as_ref();
@@ -214,10 +215,13 @@ pub fn up(
     let made: Vec<Result<NodeState, Error>> = std::thread::scope(|scope| {
         let state = &state;
         let subnets = &subnets;
-        let workers: Vec<_> = (0..topology.nodes.len())
-            .map(|i| {
-                std::thread::Builder::new()
-                    .spawn_scoped(scope, move || node(state, topology, cluster, i, subnets))
+        let workers: Vec<_> = node_links
+            .into_iter()
+            .enumerate()
+            .map(|(i, links)| {
+                std::thread::Builder::new().spawn_scoped(scope, move || {
+                    node(state, topology, cluster, i, subnets, links)
+                })
             })
             .collect();
         workers
@@ -255,10 +259,14 @@ pub fn up(
         state.nodes.push(node);
     }
     state.save()?;
-    // Every node's port on the switch, and the internet client's, in one batch.
-    let mut ports = vec!["link set pinet master br0 up".to_owned()];
-    ports.extend((0..state.nodes.len()).map(|i| format!("link set p{i} master br0 up")));
-    sys::ip_batch(Some(&state.site_netns), &ports)?;
+    // Every node's port on the switch, and the internet client's.
+    let br0 = switch.index("br0")?;
+    let ports =
+        std::iter::once("pinet".to_owned()).chain((0..state.nodes.len()).map(|i| format!("p{i}")));
+    for port in ports {
+        let index = switch.index(&port)?;
+        switch.set_up(index, None, Some(br0))?;
+    }
     let has_ipvlan = probing.result();
     if has_ipvlan {
         let _ = writeln!(out, "    {}", crate::lab::runtime::IPVLAN_REAL);
@@ -472,10 +480,6 @@ fn mark_index_conflicts(state: &mut State) {
     }
 }
 
-fn path_str(p: &Path) -> String {
-    p.display().to_string()
-}
-
 /// The lab's CNI_PATH: the reference plugins, index2ip, and any overrides, as symlinks.
 fn plugin_dir(dir: &Path, opts: &UpOptions) -> Result<PathBuf, Error> {
     let bin = dir.join("bin");
@@ -517,8 +521,13 @@ fn plugin_dir(dir: &Path, opts: &UpOptions) -> Result<PathBuf, Error> {
 
 /// The site switch and the internet client, which holds the block's gateway addresses.
 /// The site's switch and internet client, and every node's network namespace: all namespaces in one `ip -batch`,
-/// recorded before they exist, their loopback and sysctls set from this process, then one batch for each side.
-fn site(state: &mut State, t: &Topology, node_netns: &[String]) -> Result<(), Error> {
+/// recorded before they exist; their loopback, sysctls, links and addresses set from this process over rtnetlink.
+/// Returns the rtnetlink sockets of the switch and of each node, in the topology's order.
+fn site(
+    state: &mut State,
+    t: &Topology,
+    node_netns: &[String],
+) -> Result<(Netlink, Vec<Netlink>), Error> {
     let (site, inet) = (state.site_netns.clone(), state.inet_netns.clone());
     let own = [site.clone(), inet.clone()];
     let all: Vec<&String> = own.iter().chain(node_netns).collect();
@@ -530,26 +539,40 @@ fn site(state: &mut State, t: &Topology, node_netns: &[String]) -> Result<(), Er
     state.save()?;
     let adds: Vec<String> = all.iter().map(|ns| format!("netns add {ns}")).collect();
     sys::ip_batch(None, &adds)?;
-    sys::prepare_netns(&own, &[], true)?;
-    sys::prepare_netns(node_netns, &[("net.ipv4.ip_forward", "1")], true)?;
-    sys::ip_batch(
-        Some(&site),
-        &["link add br0 type bridge".into(), "link set br0 up".into()],
+    let mut sockets = sys::prepare_netns_for_links(&own, &[])?.into_iter();
+    let nodes = sys::prepare_netns_for_links(node_netns, &[("net.ipv4.ip_forward", "1")])?;
+    let (Some(mut switch), Some(mut client)) = (sockets.next(), sockets.next()) else {
+        return Err(Error::Lab("no rtnetlink socket for the site".into()));
+    };
+    switch.add_bridge("br0")?;
+    let br0 = switch.index("br0")?;
+    switch.set_up(br0, None, None)?;
+    client.add_veth("eth0", "pinet", netns_file(&site)?.as_fd())?;
+    let eth0 = client.index("eth0")?;
+    client.add_address(
+        eth0,
+        t.site.gateway4.into(),
+        t.site.ipv4.prefix_len(),
+        false,
     )?;
-    let v4 = format!("{}/{}", t.site.gateway4, t.site.ipv4.prefix_len());
-    let mut lines = vec![
-        format!("link add eth0 type veth peer name pinet netns {site}"),
-        format!("addr add {v4} dev eth0"),
-    ];
-    state.inet_addresses.push(v4);
+    state
+        .inet_addresses
+        .push(format!("{}/{}", t.site.gateway4, t.site.ipv4.prefix_len()));
     if let (Some(net), Some(gw)) = (t.site.ipv6, t.site.gateway6) {
-        let v6 = format!("{gw}/{}", net.prefix_len());
-        lines.push(format!("addr add {v6} dev eth0 nodad"));
-        state.inet_addresses.push(v6);
+        client.add_address(eth0, gw.into(), net.prefix_len(), true)?;
+        state
+            .inet_addresses
+            .push(format!("{gw}/{}", net.prefix_len()));
     }
-    lines.push("link set eth0 up".into());
-    sys::ip_batch(Some(&inet), &lines)?;
-    state.save()
+    client.set_up(eth0, None, None)?;
+    state.save()?;
+    Ok((switch, nodes))
+}
+
+/// A network namespace's file, held open to name the namespace to the kernel.
+fn netns_file(name: &str) -> Result<std::fs::File, Error> {
+    let path = Path::new(sys::NETNS_DIR).join(name);
+    std::fs::File::open(&path).map_err(|e| Error::io(&path, e))
 }
 
 /// Node `i` of the topology; `subnets` holds every node's flannel subnet, by index.
@@ -559,6 +582,7 @@ fn node(
     cluster: &Cluster,
     i: usize,
     subnets: &[Option<Ipv4Net>],
+    mut links: Netlink,
 ) -> Result<NodeState, Error> {
     let (Some(spec), Some(&subnet)) = (t.nodes.get(i), subnets.get(i)) else {
         return Err(Error::Lab(format!("no node {i} in the topology")));
@@ -578,64 +602,31 @@ fn node(
         std::fs::write(&p, text).map_err(|e| Error::io(&p, e))?;
     }
 
-    // The namespace exists (made with the site's); one `ip -batch` for the node's side, its port on the switch is
-    // attached with the others'.
+    // The namespace exists (made with the site's); its side is made over its own rtnetlink socket, its port on the
+    // switch is attached with the others'.
     let port = format!("p{i}");
     let address = t.node_address(spec);
-    let mut lines = vec![
-        format!(
-            "link add eth0 type veth peer name {port} netns {}",
-            state.site_netns
-        ),
-        format!("addr add {address}/{} dev eth0", t.site.ipv4.prefix_len()),
-    ];
+    links.add_veth("eth0", &port, netns_file(&state.site_netns)?.as_fd())?;
+    let eth0 = links.index("eth0")?;
+    links.add_address(eth0, address.into(), t.site.ipv4.prefix_len(), false)?;
     if let (Some(a6), Some(net)) = (t.node_address6(spec), t.site.ipv6) {
-        lines.push(format!("addr add {a6}/{} dev eth0 nodad", net.prefix_len()));
+        links.add_address(eth0, a6.into(), net.prefix_len(), true)?;
     }
-    lines.extend([
-        "link set eth0 up".to_owned(),
-        format!("route add default via {}", t.site.gateway4),
-    ]);
-    let mut fdb = Vec::new();
-    if let Some(sn) = subnet {
-        lines.extend(flannel_node(i, address, sn));
-        let (routes, entries) = flannel_peers(t, i, subnets);
-        lines.extend(routes);
-        fdb = entries;
-    }
-    sys::ip_batch(Some(&netns), &lines)?;
-    sys::bridge_batch(Some(&netns), &fdb)?;
+    links.set_up(eth0, None, None)?;
+    links.add_route(None, t.site.gateway4.into(), None, false)?;
+    flannel(&mut links, t, i, eth0, subnets)?;
 
     // The node's own view of the files its plugins read: its kernel command line and its CNI state.
     let mnt = state.dir.join("mnt").join(&spec.name);
     std::fs::write(&mnt, "").map_err(|e| Error::io(&mnt, e))?;
-    // Four bind mounts from one fstab of the node's own: `mount -a` makes them all, one process instead of a shell
-    // and four `mount`s.
-    let fstab = dir.join("fstab");
+    // Four bind mounts in a mount namespace of the node's own, made from this process.
     let binds = [
         (cmdline.clone(), "/proc/cmdline"),
         (dir.join("net.d"), "/etc/cni/net.d"),
         (dir.join("cni-state"), "/var/lib/cni"),
         (dir.join("run-flannel"), "/run/flannel"),
     ];
-    let table: String = binds
-        .iter()
-        .map(|(from, to)| format!("{} {to} none bind 0 0\n", fstab_escape(&path_str(from))))
-        .collect();
-    std::fs::write(&fstab, table).map_err(|e| Error::io(&fstab, e))?;
-    sys::run(
-        "unshare",
-        [
-            &format!("--mount={}", mnt.display()),
-            // Slave: the pods' namespaces, bound under /run/netns after this, must show through.
-            "--propagation",
-            "slave",
-            "mount",
-            "--all",
-            "--fstab",
-            &path_str(&fstab),
-        ],
-    )?;
+    sys::mount_namespace(&mnt, &binds)?;
 
     if let Some(sn) = subnet {
         let env = format!(
@@ -663,19 +654,6 @@ fn node(
     })
 }
 
-/// A path as fstab(5) spells it: space, tab, newline and backslash in octal.
-fn fstab_escape(path: &str) -> String {
-    path.chars()
-        .map(|c| match c {
-            ' ' => "\\040".to_owned(),
-            '\t' => "\\011".to_owned(),
-            '\n' => "\\012".to_owned(),
-            '\\' => "\\134".to_owned(),
-            c => c.to_string(),
-        })
-        .collect()
-}
-
 fn first_host(net: Ipv4Net) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(net.network()).saturating_add(1))
 }
@@ -693,60 +671,56 @@ fn nth_subnet(network: Ipv4Net, len: u8, n: u32) -> Result<Ipv4Net, Error> {
     }
 }
 
-fn vtep_mac(i: usize) -> String {
-    format!("0a:58:00:00:{:02x}:{:02x}", (i >> 8) & 0xff, i & 0xff)
+/// Node `i`'s VTEP MAC address.
+fn vtep_mac(i: usize) -> Mac {
+    let [.., hi, lo] = i.to_be_bytes();
+    [0x0a, 0x58, 0, 0, hi, lo]
 }
 
-/// The node's side of flannel's vxlan backend, as `ip` batch lines: `flannel.1` with the subnet's network address.
-fn flannel_node(i: usize, address: Ipv4Addr, subnet: Ipv4Net) -> Vec<String> {
-    vec![
-        format!(
-            "link add flannel.1 address {} type vxlan id 1 local {address} dev eth0 dstport 8472 nolearning",
-            vtep_mac(i)
-        ),
-        format!("addr add {}/32 dev flannel.1", subnet.network()),
-        "link set flannel.1 mtu 1450 up".to_owned(),
-    ]
-}
-
-/// What flanneld programs on node `i` for every other node with a subnet: a route to its subnet through
-/// `flannel.1` and the neighbour entry of its VTEP (`ip` lines), and the forwarding entry to its address (`bridge`
-/// lines).
-fn flannel_peers(
+/// What flanneld's vxlan backend makes on node `i`: `flannel.1` over `eth0` (by index) with the subnet's network
+/// address, and for every other node with a subnet a route to that subnet through `flannel.1`, the neighbour entry
+/// of its VTEP and the forwarding entry to its address.
+fn flannel(
+    links: &mut Netlink,
     t: &Topology,
     i: usize,
+    eth0: i32,
     subnets: &[Option<Ipv4Net>],
-) -> (Vec<String>, Vec<String>) {
-    let (mut routes, mut fdb) = (Vec::new(), Vec::new());
-    for (j, (spec, sn)) in t.nodes.iter().zip(subnets).enumerate() {
+) -> Result<(), Error> {
+    let (Some(spec), Some(Some(subnet))) = (t.nodes.get(i), subnets.get(i)) else {
+        return Ok(());
+    };
+    links.add_vxlan(
+        "flannel.1",
+        vtep_mac(i),
+        1,
+        t.node_address(spec),
+        eth0,
+        8472,
+    )?;
+    let vxlan = links.index("flannel.1")?;
+    links.add_address(vxlan, subnet.network().into(), 32, false)?;
+    links.set_up(vxlan, Some(1450), None)?;
+    for (j, (peer, sn)) in t.nodes.iter().zip(subnets).enumerate() {
         let Some(sn) = sn.filter(|_| j != i) else {
             continue;
         };
         let (vtep, mac) = (sn.network(), vtep_mac(j));
-        routes.push(format!("route add {sn} via {vtep} dev flannel.1 onlink"));
-        routes.push(format!(
-            "neigh add {vtep} lladdr {mac} dev flannel.1 nud permanent"
-        ));
-        fdb.push(format!(
-            "fdb append {mac} dev flannel.1 dst {}",
-            t.node_address(spec)
-        ));
+        links.add_route(
+            Some((sn.network().into(), sn.prefix_len())),
+            vtep.into(),
+            Some(vxlan),
+            true,
+        )?;
+        links.add_neighbour(vxlan, vtep, mac)?;
+        links.append_fdb(vxlan, mac, t.node_address(peer))?;
     }
-    (routes, fdb)
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fstab_paths_are_escaped() {
-        assert_eq!(
-            fstab_escape("/run/netlab/a b\\c"),
-            "/run/netlab/a\\040b\\134c"
-        );
-        assert_eq!(fstab_escape("/plain/path"), "/plain/path");
-    }
 
     #[test]
     fn flannel_subnets_skip_the_first() {

@@ -14,6 +14,7 @@ pub mod check;
 pub mod cli;
 pub mod cluster;
 pub mod manifests;
+pub mod netlink;
 pub mod runtime;
 pub mod state;
 pub mod status;

@@ -3,16 +3,14 @@
 use std::ffi::OsStr;
 use std::io::Write;
 use std::os::fd::AsFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use rustix::io::Errno;
-use rustix::mount::{unmount, UnmountFlags};
-use rustix::net::{
-    recv, send, socket_with, AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType,
-};
-use rustix::thread::{move_into_link_name_space, LinkNameSpaceType};
+use rustix::mount::{mount_bind, mount_change, unmount, MountPropagationFlags, UnmountFlags};
+use rustix::thread::{gettid, move_into_link_name_space, LinkNameSpaceType, UnshareFlags};
 
+use crate::lab::netlink::{Netlink, LOOPBACK};
 use crate::lab::Error;
 
 /// Runs a program and returns its stdout; a non-zero exit is an error carrying the command and its stderr.
@@ -115,7 +113,25 @@ pub fn prepare_netns(
     settings: &[(&str, &str)],
     loopback: bool,
 ) -> Result<(), Error> {
-    let work = || -> Result<(), Error> {
+    prepare(namespaces, settings, loopback, false).map(drop)
+}
+
+/// [`prepare_netns`], keeping the rtnetlink socket opened in each namespace, in order, for more changes there.
+pub fn prepare_netns_for_links(
+    namespaces: &[String],
+    settings: &[(&str, &str)],
+) -> Result<Vec<Netlink>, Error> {
+    prepare(namespaces, settings, true, true)
+}
+
+fn prepare(
+    namespaces: &[String],
+    settings: &[(&str, &str)],
+    loopback: bool,
+    keep: bool,
+) -> Result<Vec<Netlink>, Error> {
+    let work = || -> Result<Vec<Netlink>, Error> {
+        let mut kept = Vec::new();
         for ns in namespaces {
             let path = Path::new(NETNS_DIR).join(ns);
             let fd = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
@@ -135,14 +151,17 @@ pub fn prepare_netns(
                     reason: e.to_string(),
                 })?;
             }
-            if loopback {
-                loopback_up().map_err(|e| Error::Command {
-                    command: format!("ip -n {ns} link set lo up"),
-                    reason: e.to_string(),
-                })?;
+            if loopback || keep {
+                let mut netlink = Netlink::here(ns)?;
+                if loopback {
+                    netlink.set_up(LOOPBACK, None, None)?;
+                }
+                if keep {
+                    kept.push(netlink);
+                }
             }
         }
-        Ok(())
+        Ok(kept)
     };
     std::thread::scope(
         |s| match std::thread::Builder::new().spawn_scoped(s, work) {
@@ -156,6 +175,75 @@ pub fn prepare_netns(
             ))),
         },
     )
+}
+
+/// `mount --bind DIR DIR` then `mount --make-private DIR`: a mount point of its own for what is mounted below it,
+/// which no other mount namespace sees. From this process: two system calls where two `mount` processes ran.
+pub fn private_mount(dir: &Path) -> Result<(), Error> {
+    let failed = |what: &str, e: Errno| Error::Command {
+        command: format!("mount {what} {}", dir.display()),
+        reason: std::io::Error::from(e).to_string(),
+    };
+    mount_bind(dir, dir).map_err(|e| failed("--bind", e))?;
+    mount_change(dir, MountPropagationFlags::PRIVATE).map_err(|e| failed("--make-private", e))
+}
+
+/// What `unshare --mount=FILE --propagation slave mount --all --fstab TABLE` does for a table of bind mounts, from
+/// this process: a thread of its own leaves for a new mount namespace, makes every mount there a slave of the one
+/// it came from (so that what is mounted afterwards, such as pods' namespaces under /run/netns, shows through) and
+/// makes the bind mounts, each `(source, target)`; the calling thread then binds the new namespace onto `file`,
+/// which keeps it after the thread has ended. `file` must be on a mount that is not shared ([`private_mount`]).
+pub fn mount_namespace(file: &Path, binds: &[(PathBuf, &str)]) -> Result<(), Error> {
+    let failed = |what: String, e: std::io::Error| Error::Command {
+        command: what,
+        reason: e.to_string(),
+    };
+    std::thread::scope(|s| {
+        let (made, wait_made) = std::sync::mpsc::channel();
+        let (bound, wait_bound) = std::sync::mpsc::channel::<()>();
+        let worker = std::thread::Builder::new()
+            .spawn_scoped(s, move || -> Result<(), Error> {
+                let setup = || -> Result<(), Error> {
+                    cni::exec::unshare_thread(UnshareFlags::NEWNS)
+                        .map_err(|e| failed("unshare --mount".into(), e))?;
+                    mount_change(
+                        "/",
+                        MountPropagationFlags::DOWNSTREAM | MountPropagationFlags::REC,
+                    )
+                    .map_err(|e| failed("mount --make-rslave /".into(), e.into()))?;
+                    for (from, to) in binds {
+                        mount_bind(from, *to).map_err(|e| {
+                            failed(format!("mount --bind {} {to}", from.display()), e.into())
+                        })?;
+                    }
+                    Ok(())
+                };
+                let result = setup();
+                // Told either way; on success it waits, holding the namespace, until it is bound.
+                let ok = result.is_ok();
+                let _ = made.send(ok.then(gettid));
+                if ok {
+                    let _ = wait_bound.recv();
+                }
+                result
+            })
+            .map_err(|e| Error::Lab(format!("cannot start a thread for a mount namespace: {e}")))?;
+        let binding = match wait_made.recv() {
+            Ok(Some(tid)) => {
+                let ns = format!("/proc/self/task/{}/ns/mnt", tid.as_raw_nonzero());
+                mount_bind(ns.as_str(), file)
+                    .map_err(|e| failed(format!("mount --bind {ns} {}", file.display()), e.into()))
+            }
+            _ => Ok(()),
+        };
+        drop(bound);
+        let setup = worker.join().unwrap_or_else(|_| {
+            Err(Error::Lab(
+                "making a mount namespace failed unexpectedly".into(),
+            ))
+        });
+        setup.and(binding)
+    })
 }
 
 /// Removes a network namespace `ip netns add` made: every mount on its file (a killed `up` can leave an `ip`
@@ -184,53 +272,6 @@ pub fn remove_netns(name: &str) -> Result<(), Error> {
 
 /// Where `ip netns` keeps its namespaces (iproute2's compiled-in path).
 pub const NETNS_DIR: &str = "/var/run/netns";
-
-/// Brings up the loopback interface of the calling thread's network namespace: one rtnetlink request
-/// (RTM_NEWLINK on interface 1, which is `lo` in every namespace, with IFF_UP) and its acknowledgement.
-fn loopback_up() -> std::io::Result<()> {
-    const RTM_NEWLINK: u16 = 16;
-    const NLMSG_ERROR: u16 = 2;
-    const NLM_F_REQUEST: u16 = 1;
-    const NLM_F_ACK: u16 = 4;
-    const LOOPBACK_IFINDEX: i32 = 1;
-    const IFF_UP: u32 = 1;
-    let socket = socket_with(
-        AddressFamily::NETLINK,
-        SocketType::RAW,
-        SocketFlags::CLOEXEC,
-        None, // NETLINK_ROUTE
-    )?;
-    // struct nlmsghdr, then struct ifinfomsg: 16 + 16 bytes, native byte order.
-    let mut request = Vec::with_capacity(32);
-    request.extend(32u32.to_ne_bytes());
-    request.extend(RTM_NEWLINK.to_ne_bytes());
-    request.extend((NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes());
-    request.extend(1u32.to_ne_bytes()); // sequence number
-    request.extend(0u32.to_ne_bytes()); // port id: the kernel
-    request.extend([0u8, 0u8]); // AF_UNSPEC, padding
-    request.extend(0u16.to_ne_bytes()); // device type
-    request.extend(LOOPBACK_IFINDEX.to_ne_bytes());
-    request.extend(IFF_UP.to_ne_bytes()); // flags
-    request.extend(IFF_UP.to_ne_bytes()); // which flags change
-    send(&socket, &request, SendFlags::empty())?;
-    let mut reply = [0u8; 512];
-    let (len, _) = recv(&socket, &mut reply[..], RecvFlags::empty())?;
-    // The acknowledgement: a header of type NLMSG_ERROR followed by the error number, 0 for success.
-    let field = |at: usize| reply.get(at..at + 4).filter(|_| at + 4 <= len);
-    let kind = reply
-        .get(4..6)
-        .filter(|_| len >= 6)
-        .map(|b| u16::from_ne_bytes([b[0], b[1]]));
-    let errno = field(16).map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
-    match (kind, errno) {
-        (Some(NLMSG_ERROR), Some(0)) => Ok(()),
-        (Some(NLMSG_ERROR), Some(e)) => Err(std::io::Error::from_raw_os_error(-e)),
-        _ => Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("unexpected rtnetlink reply of {len} bytes"),
-        )),
-    }
-}
 
 /// The network namespaces that exist.
 pub fn netns_list() -> Vec<String> {
