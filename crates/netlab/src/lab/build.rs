@@ -147,10 +147,9 @@ pub fn up(
     }
     state.save()?;
 
-    let probe = format!("{}-probe", opts.name);
-    state.record(Resource::Netns {
-        name: probe.clone(),
-    })?;
+    // The ipvlan probe waits on the kernel in a namespace of its own that nothing names: it runs while the lab is
+    // made.
+    let probing = Probe(Some(std::thread::spawn(sys::kernel_has_ipvlan)));
     let _ = writeln!(
         out,
         "==> lab {}: {} nodes, plugins from {}",
@@ -172,11 +171,6 @@ pub fn up(
         .map(|n| format!("{}-{}", opts.name, n.name))
         .collect();
     let (mut switch, node_links) = site(&mut state, topology, &node_netns)?;
-    // The probe is a few processes that wait on the kernel: it runs while the nodes are made, once the site's
-    // `ip netns add` has set up /run/netns (two first uses at once would each mount it).
-    let probing = Probe(Some(std::thread::spawn(move || {
-        sys::kernel_has_ipvlan(&probe)
-    })));
     let _ = writeln!(
         out,
         "    site switch {} and internet client {} ({})",
@@ -286,8 +280,8 @@ pub fn up(
         .filter(|p| state.node(&p.node).is_some())
         .collect();
     let _ = writeln!(out, "==> {} pods", plans.len());
-    // Every pod's namespace at once, recorded first: two processes for all of them, not three per pod. The lab
-    // starts pods without IPv6 duplicate address detection, which would only add seconds of waiting.
+    // Every pod's namespace at once, recorded first, made from this process. The lab starts pods without IPv6
+    // duplicate address detection, which would only add seconds of waiting.
     let namespaces: Vec<String> = plans
         .iter()
         .map(|p| format!("{}-{}", opts.name, p.name))
@@ -307,16 +301,7 @@ pub fn up(
         });
     }
     state.save()?;
-    let adds: Vec<String> = namespaces
-        .iter()
-        .map(|n| format!("netns add {n}"))
-        .collect();
-    sys::ip_batch(None, &adds)?;
-    sys::prepare_netns(
-        &namespaces,
-        &[("net.ipv6.conf.default.accept_dad", "0")],
-        true,
-    )?;
+    sys::add_netns(&namespaces, &[("net.ipv6.conf.default.accept_dad", "0")])?;
     let mut notes = state.substitutions.clone();
     for (i, plan) in plans.into_iter().enumerate() {
         let Some(node) = state.node(&plan.node).cloned() else {
@@ -519,9 +504,9 @@ fn plugin_dir(dir: &Path, opts: &UpOptions) -> Result<PathBuf, Error> {
     Ok(shim_dir)
 }
 
-/// The site switch and the internet client, which holds the block's gateway addresses.
-/// The site's switch and internet client, and every node's network namespace: all namespaces in one `ip -batch`,
-/// recorded before they exist; their loopback, sysctls, links and addresses set from this process over rtnetlink.
+/// The site's switch and internet client (which holds the block's gateway addresses), and every node's network
+/// namespace: all recorded before they exist, then made, with their loopback, sysctls, links and addresses, from
+/// this process.
 /// Returns the rtnetlink sockets of the switch and of each node, in the topology's order.
 fn site(
     state: &mut State,
@@ -537,17 +522,15 @@ fn site(
         });
     }
     state.save()?;
-    let adds: Vec<String> = all.iter().map(|ns| format!("netns add {ns}")).collect();
-    sys::ip_batch(None, &adds)?;
-    let mut sockets = sys::prepare_netns_for_links(&own, &[])?.into_iter();
-    let nodes = sys::prepare_netns_for_links(node_netns, &[("net.ipv4.ip_forward", "1")])?;
+    let mut sockets = sys::add_netns_for_links(&own, &[])?.into_iter();
+    let nodes = sys::add_netns_for_links(node_netns, &[("net.ipv4.ip_forward", "1")])?;
     let (Some(mut switch), Some(mut client)) = (sockets.next(), sockets.next()) else {
         return Err(Error::Lab("no rtnetlink socket for the site".into()));
     };
     switch.add_bridge("br0")?;
     let br0 = switch.index("br0")?;
     switch.set_up(br0, None, None)?;
-    client.add_veth("eth0", "pinet", netns_file(&site)?.as_fd())?;
+    client.add_veth("eth0", "pinet", Some(netns_file(&site)?.as_fd()))?;
     let eth0 = client.index("eth0")?;
     client.add_address(
         eth0,
@@ -606,7 +589,7 @@ fn node(
     // switch is attached with the others'.
     let port = format!("p{i}");
     let address = t.node_address(spec);
-    links.add_veth("eth0", &port, netns_file(&state.site_netns)?.as_fd())?;
+    links.add_veth("eth0", &port, Some(netns_file(&state.site_netns)?.as_fd()))?;
     let eth0 = links.index("eth0")?;
     links.add_address(eth0, address.into(), t.site.ipv4.prefix_len(), false)?;
     if let (Some(a6), Some(net)) = (t.node_address6(spec), t.site.ipv6) {

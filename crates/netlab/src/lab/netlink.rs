@@ -34,6 +34,7 @@ const NLM_F_APPEND: u16 = 0x800;
 const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
 const IFLA_MTU: u16 = 4;
+const IFLA_LINK: u16 = 5;
 const IFLA_MASTER: u16 = 10;
 const IFLA_LINKINFO: u16 = 18;
 const IFLA_NET_NS_FD: u16 = 28;
@@ -45,6 +46,8 @@ const IFLA_VXLAN_LINK: u16 = 3;
 const IFLA_VXLAN_LOCAL: u16 = 4;
 const IFLA_VXLAN_LEARNING: u16 = 7;
 const IFLA_VXLAN_PORT: u16 = 15;
+const IFLA_IPVLAN_MODE: u16 = 1;
+const IPVLAN_MODE_L2: u16 = 0;
 const IFF_UP: u32 = 0x1;
 
 const IFA_ADDRESS: u16 = 1;
@@ -129,15 +132,14 @@ impl Netlink {
         })
     }
 
-    /// `ip link add NAME type veth peer name PEER netns PEER_NETNS`.
+    /// `ip link add NAME type veth peer name PEER [netns PEER_NETNS]`: without `peer_netns` both ends are here.
     pub fn add_veth(
         &mut self,
         name: &str,
         peer: &str,
-        peer_netns: BorrowedFd<'_>,
+        peer_netns: Option<BorrowedFd<'_>>,
     ) -> Result<(), Error> {
-        let fd = u32::try_from(peer_netns.as_raw_fd()).unwrap_or(u32::MAX);
-        let request = Request::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL)
+        let mut request = Request::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL)
             .push(&ifinfo(0, 0))
             .attr(IFLA_IFNAME, &c_name(name))
             .open(IFLA_LINKINFO)
@@ -145,13 +147,31 @@ impl Netlink {
             .open(IFLA_INFO_DATA)
             .open(VETH_INFO_PEER)
             .push(&ifinfo(0, 0))
-            .attr(IFLA_IFNAME, &c_name(peer))
-            .attr(IFLA_NET_NS_FD, &fd.to_ne_bytes())
-            .close()
+            .attr(IFLA_IFNAME, &c_name(peer));
+        if let Some(ns) = peer_netns {
+            let fd = u32::try_from(ns.as_raw_fd()).unwrap_or(u32::MAX);
+            request = request.attr(IFLA_NET_NS_FD, &fd.to_ne_bytes());
+        }
+        let request = request.close().close().close();
+        self.ack(request, || {
+            format!("link add {name} type veth peer name {peer}")
+        })
+    }
+
+    /// `ip link add NAME link LOWER type ipvlan mode l2`, `lower` by index.
+    pub fn add_ipvlan(&mut self, name: &str, lower: i32) -> Result<(), Error> {
+        let request = Request::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL)
+            .push(&ifinfo(0, 0))
+            .attr(IFLA_IFNAME, &c_name(name))
+            .attr(IFLA_LINK, &lower.to_ne_bytes())
+            .open(IFLA_LINKINFO)
+            .attr(IFLA_INFO_KIND, b"ipvlan")
+            .open(IFLA_INFO_DATA)
+            .attr(IFLA_IPVLAN_MODE, &IPVLAN_MODE_L2.to_ne_bytes())
             .close()
             .close();
         self.ack(request, || {
-            format!("link add {name} type veth peer name {peer}")
+            format!("link add {name} link ifindex {lower} type ipvlan mode l2")
         })
     }
 

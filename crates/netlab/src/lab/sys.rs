@@ -1,13 +1,15 @@
 //! Running the system tools the lab drives: `ip`, `nsenter`, `unshare`, `mount`.
 
 use std::ffi::OsStr;
-use std::io::Write;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
+use rustix::fs::{open, Mode, OFlags};
 use rustix::io::Errno;
-use rustix::mount::{mount_bind, mount_change, unmount, MountPropagationFlags, UnmountFlags};
+use rustix::mount::{
+    mount_bind, mount_bind_recursive, mount_change, unmount, MountPropagationFlags, UnmountFlags,
+};
 use rustix::thread::{gettid, move_into_link_name_space, LinkNameSpaceType, UnshareFlags};
 
 use crate::lab::netlink::{Netlink, LOOPBACK};
@@ -57,52 +59,6 @@ pub fn ip_in(ns: &str, args: &[&str]) -> Result<String, Error> {
     run("ip", all)
 }
 
-/// Runs `ip [-n NS] -batch -` with one command a line: one process for many changes.
-pub fn ip_batch(ns: Option<&str>, lines: &[String]) -> Result<(), Error> {
-    batch("ip", ns, lines)
-}
-
-/// Runs `bridge [-n NS] -batch -`.
-pub fn bridge_batch(ns: Option<&str>, lines: &[String]) -> Result<(), Error> {
-    batch("bridge", ns, lines)
-}
-
-fn batch(program: &str, ns: Option<&str>, lines: &[String]) -> Result<(), Error> {
-    if lines.is_empty() {
-        return Ok(());
-    }
-    let mut args: Vec<&str> = Vec::new();
-    if let Some(ns) = ns {
-        args.extend(["-n", ns]);
-    }
-    args.extend(["-batch", "-"]);
-    let shown = || format!("{program} {} <<< {}", args.join(" "), lines.join("; "));
-    let failed = |reason: String| Error::Command {
-        command: shown(),
-        reason,
-    };
-    let mut child = Command::new(program)
-        .args(&args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| failed(e.to_string()))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(lines.join("\n").as_bytes());
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| failed(e.to_string()))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(failed(
-            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        ))
-    }
-}
-
 /// Sets sysctls inside each of some network namespaces, and brings their loopback up where asked, from this
 /// process. A thread of its own enters each namespace in turn (setns(2) moves only the calling thread), writes the
 /// namespace's own `/proc/sys/net` files and asks the kernel over rtnetlink to bring `lo` up; it ends with the loop,
@@ -113,34 +69,49 @@ pub fn prepare_netns(
     settings: &[(&str, &str)],
     loopback: bool,
 ) -> Result<(), Error> {
-    prepare(namespaces, settings, loopback, false).map(drop)
+    namespaces_from_a_thread(namespaces, settings, loopback, false, false).map(drop)
 }
 
-/// [`prepare_netns`], keeping the rtnetlink socket opened in each namespace, in order, for more changes there.
-pub fn prepare_netns_for_links(
+/// `ip netns add` for each name, then [`prepare_netns`] with `lo` up, from the same thread: it makes each namespace
+/// by leaving for a new one (unshare(2)) and binding it onto its file under [`NETNS_DIR`], as `ip` does, and is in it
+/// for the rest. The file is made first, so a name already taken stops there with nothing made for it.
+pub fn add_netns(namespaces: &[String], settings: &[(&str, &str)]) -> Result<(), Error> {
+    namespaces_from_a_thread(namespaces, settings, true, false, true).map(drop)
+}
+
+/// [`add_netns`], keeping the rtnetlink socket opened in each namespace, in order, for more changes there.
+pub fn add_netns_for_links(
     namespaces: &[String],
     settings: &[(&str, &str)],
 ) -> Result<Vec<Netlink>, Error> {
-    prepare(namespaces, settings, true, true)
+    namespaces_from_a_thread(namespaces, settings, true, true, true)
 }
 
-fn prepare(
+fn namespaces_from_a_thread(
     namespaces: &[String],
     settings: &[(&str, &str)],
     loopback: bool,
     keep: bool,
+    create: bool,
 ) -> Result<Vec<Netlink>, Error> {
     let work = || -> Result<Vec<Netlink>, Error> {
+        if create {
+            netns_dir_ready()?;
+        }
         let mut kept = Vec::new();
         for ns in namespaces {
             let path = Path::new(NETNS_DIR).join(ns);
-            let fd = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
-            move_into_link_name_space(fd.as_fd(), Some(LinkNameSpaceType::Network)).map_err(
-                |e| Error::Command {
-                    command: format!("setns {}", path.display()),
-                    reason: e.to_string(),
-                },
-            )?;
+            match create {
+                true => new_netns(&path)?,
+                false => {
+                    let fd = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+                    move_into_link_name_space(fd.as_fd(), Some(LinkNameSpaceType::Network))
+                        .map_err(|e| Error::Command {
+                            command: format!("setns {}", path.display()),
+                            reason: e.to_string(),
+                        })?;
+                }
+            }
             for (key, value) in settings {
                 let file = Path::new("/proc/sys").join(key.replace('.', "/"));
                 std::fs::write(&file, value).map_err(|e| Error::Command {
@@ -167,7 +138,7 @@ fn prepare(
         |s| match std::thread::Builder::new().spawn_scoped(s, work) {
             Ok(worker) => worker.join().unwrap_or_else(|_| {
                 Err(Error::Lab(
-                    "setting up the pods' network namespaces failed unexpectedly".into(),
+                    "setting up network namespaces failed unexpectedly".into(),
                 ))
             }),
             Err(e) => Err(Error::Lab(format!(
@@ -175,6 +146,50 @@ fn prepare(
             ))),
         },
     )
+}
+
+/// [`NETNS_DIR`] as `ip netns add` leaves it: a shared mount point of its own, so that a namespace bound there
+/// shows in mount namespaces made afterwards (the nodes').
+fn netns_dir_ready() -> Result<(), Error> {
+    let failed = |what: &str, e: Errno| Error::Command {
+        command: format!("{what} {NETNS_DIR}"),
+        reason: std::io::Error::from(e).to_string(),
+    };
+    std::fs::create_dir_all(NETNS_DIR).map_err(|e| Error::io(Path::new(NETNS_DIR), e))?;
+    let shared = MountPropagationFlags::SHARED | MountPropagationFlags::REC;
+    match mount_change(NETNS_DIR, shared) {
+        Ok(()) => Ok(()),
+        // Not a mount point yet: made one, as `ip` does.
+        Err(Errno::INVAL) => {
+            mount_bind_recursive(NETNS_DIR, NETNS_DIR).map_err(|e| failed("mount --rbind", e))?;
+            mount_change(NETNS_DIR, shared).map_err(|e| failed("mount --make-rshared", e))
+        }
+        Err(e) => Err(failed("mount --make-rshared", e)),
+    }
+}
+
+/// Moves the calling thread into a new network namespace and binds it onto `path`, made here (it must not exist).
+fn new_netns(path: &Path) -> Result<(), Error> {
+    let failed = |what: String, e: std::io::Error| Error::Command {
+        command: what,
+        reason: e.to_string(),
+    };
+    let add = || format!("ip netns add {}", path.display());
+    drop(
+        open(
+            path,
+            OFlags::RDONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| failed(add(), e.into()))?,
+    );
+    let made = cni::exec::unshare_thread(UnshareFlags::NEWNET)
+        .and_then(|()| mount_bind("/proc/thread-self/ns/net", path).map_err(Into::into));
+    if let Err(e) = made {
+        let _ = std::fs::remove_file(path);
+        return Err(failed(add(), e));
+    }
+    Ok(())
 }
 
 /// `mount --bind DIR DIR` then `mount --make-private DIR`: a mount point of its own for what is mounted below it,
@@ -295,28 +310,24 @@ pub fn is_root() -> bool {
     })
 }
 
-/// Whether the kernel can make ipvlan links, probed in a throw-away namespace.
-pub fn kernel_has_ipvlan(probe_ns: &str) -> bool {
-    let made = ip(&["netns", "add", probe_ns]).is_ok();
-    let ok = made
-        && ip_in(
-            probe_ns,
-            &[
-                "link", "add", "probe0", "type", "veth", "peer", "name", "probe1",
-            ],
-        )
-        .is_ok()
-        && ip_in(
-            probe_ns,
-            &[
-                "link", "add", "probe2", "link", "probe0", "type", "ipvlan", "mode", "l2",
-            ],
-        )
-        .is_ok();
-    if made {
-        let _ = remove_netns(probe_ns);
-    }
-    ok
+/// Whether the kernel can make ipvlan links, probed from a thread in a network namespace of its own that nothing
+/// names: a veth pair and an ipvlan link on it. The namespace goes with the thread and its socket.
+pub fn kernel_has_ipvlan() -> bool {
+    let probe = || -> Result<(), Error> {
+        cni::exec::unshare_thread(UnshareFlags::NEWNET).map_err(|e| Error::Command {
+            command: "unshare --net".into(),
+            reason: e.to_string(),
+        })?;
+        let mut links = Netlink::here("(the ipvlan probe's)")?;
+        links.add_veth("probe0", "probe1", None)?;
+        let lower = links.index("probe0")?;
+        links.add_ipvlan("probe2", lower)
+    };
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .spawn_scoped(s, probe)
+            .is_ok_and(|t| t.join().is_ok_and(|r| r.is_ok()))
+    })
 }
 
 /// Paths of mount points below `dir` (from /proc/self/mountinfo), deepest first.
