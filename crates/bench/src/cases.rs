@@ -389,6 +389,33 @@ fn shim_groups(
     )
     .map_err(io)?;
 
+    // The same shim with records off, and with its log directory on a tmpfs: what records cost, and how much of
+    // that is the file system's. Not goals: the goals are taken with records on the disk, as a node keeps them.
+    let variant = |name: &str, log_dir: Option<&Path>| -> Result<PathBuf, String> {
+        let at = dir.join(name);
+        std::fs::create_dir_all(&at).map_err(io)?;
+        std::fs::copy(shim_dir.join("cni-shim"), at.join("cni-shim")).map_err(io)?;
+        std::os::unix::fs::symlink("cni-shim", at.join("index2ip")).map_err(io)?;
+        let config = std::fs::read(shim_dir.join(".cni-shim.json")).map_err(io)?;
+        let mut config: serde_json::Value =
+            serde_json::from_slice(&config).map_err(|e| e.to_string())?;
+        config["logDir"] =
+            log_dir.map_or(serde_json::Value::Null, |d| d.display().to_string().into());
+        std::fs::write(at.join(".cni-shim.json"), config.to_string()).map_err(io)?;
+        Ok(at.join("index2ip"))
+    };
+    let records_off = variant("shim-records-off", None)?;
+    let tmpfs = tmpfs_dir()?;
+    let records_tmpfs = match &tmpfs {
+        Some(t) => Some(variant("shim-records-tmpfs", Some(&t.0.join("log")))?),
+        None => {
+            overhead
+                .skipped
+                .push("cni-shim, records on a tmpfs: /dev/shm is not a tmpfs here".into());
+            None
+        }
+    };
+
     let base = json!({"cniVersion": "1.0.0", "name": "bench", "type": "ipvlan",
         "ipam": {"type": "index2ip", "index": 5, "cmdline": dir.join("cmdline")}});
     let mut big = base.clone();
@@ -408,6 +435,17 @@ fn shim_groups(
                 call(&program, "ADD", &config),
             ));
         }
+    }
+    let small = base.to_string();
+    cases.push(case(
+        "cni-shim, records off, small config",
+        call(&records_off, "ADD", &small),
+    ));
+    if let Some(program) = &records_tmpfs {
+        cases.push(case(
+            "cni-shim, records on a tmpfs, small config",
+            call(program, "ADD", &small),
+        ));
     }
     let iterations = opts.iterations;
     let mut groups = Vec::new();
@@ -781,6 +819,21 @@ fn is_root() -> bool {
 }
 
 struct TempDir(PathBuf);
+
+/// A directory of this run's on /dev/shm when that is a tmpfs, removed on drop.
+fn tmpfs_dir() -> Result<Option<TempDir>, String> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let is_tmpfs = mounts.lines().any(|l| {
+        let mut fields = l.split(' ').skip(1);
+        (fields.next(), fields.next()) == (Some("/dev/shm"), Some("tmpfs"))
+    });
+    if !is_tmpfs {
+        return Ok(None);
+    }
+    let dir = PathBuf::from(format!("/dev/shm/index2ip-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    Ok(Some(TempDir(dir)))
+}
 
 impl TempDir {
     fn new() -> Result<TempDir, String> {

@@ -80,6 +80,18 @@ pub fn forward(ends: Ends<'_>, limit: u64) -> Streams {
     Pump::new(ends, limit).finish()
 }
 
+/// The caller's stdin as far as it was read before the child started: what the record keeps of it, all of it
+/// (at most a pipe's worth and a chunk), and whether it has ended.
+#[derive(Debug, Default)]
+pub struct StdinSoFar {
+    /// The record's bounded copy.
+    pub kept: Capture,
+    /// Every byte read.
+    pub bytes: Vec<u8>,
+    /// Whether its end was read.
+    pub ended: bool,
+}
+
 /// The forwarding of one call's three streams.
 ///
 /// A child that stops reading stdin (or exits) does not block the caller: the rest of stdin is still read and
@@ -94,6 +106,9 @@ pub struct Pump<'a> {
     /// Read from the caller but not yet taken by the child, from `at` on.
     pending: Vec<u8>,
     at: usize,
+    /// Every byte [`Pump::prefill`] read, whatever the capture's bound.
+    early: Vec<u8>,
+    prefilling: bool,
 }
 
 /// What one turn of the loop met.
@@ -127,6 +142,8 @@ impl<'a> Pump<'a> {
             buf: vec![0u8; 64 * 1024],
             pending: Vec::new(),
             at: 0,
+            early: Vec::new(),
+            prefilling: false,
         }
     }
 
@@ -139,12 +156,18 @@ impl<'a> Pump<'a> {
             tv_sec: 0,
             tv_nsec: 0,
         };
+        self.prefilling = true;
         while self.turn(Some(&now), false) == Turn::Moved {}
+        self.prefilling = false;
     }
 
-    /// What was kept of the caller's stdin so far (for a reply of the shim's own when the child could not start).
-    pub fn into_stdin(self) -> Capture {
-        self.streams.stdin
+    /// What was read of the caller's stdin so far, for a reply of the shim's own when the child could not start.
+    pub fn into_stdin(self) -> StdinSoFar {
+        StdinSoFar {
+            ended: self.ends.caller_in.is_none(),
+            kept: self.streams.stdin,
+            bytes: self.early,
+        }
     }
 
     /// Forwards until the child has closed both of its outputs.
@@ -234,6 +257,9 @@ impl<'a> Pump<'a> {
             Ok(n) => {
                 let chunk = &self.buf[..n];
                 self.streams.stdin.push(chunk);
+                if self.prefilling {
+                    self.early.extend_from_slice(chunk);
+                }
                 if self.ends.child_in.is_some() {
                     self.pending.clear();
                     self.pending.extend_from_slice(chunk);

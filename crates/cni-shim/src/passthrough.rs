@@ -23,7 +23,7 @@ use cni::ErrorReply;
 
 use rustix::pipe::{pipe_with, PipeFlags};
 
-use crate::capture::{Capture, Ends, Pump};
+use crate::capture::{Capture, Ends, Pump, StdinSoFar};
 use crate::config::{self, ShimConfig, DEFAULT_CAPTURE_BYTES};
 use crate::record::{Exit, Payload, Record, FORMAT};
 use crate::spawn::{spawn, Ended, Program};
@@ -87,7 +87,13 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     let limit = config
         .as_ref()
         .map_or(DEFAULT_CAPTURE_BYTES, |c| c.capture_bytes);
-    let call = outcome.unwrap_or_else(|e| reply_error(&e, Capture::new(limit)));
+    let call = outcome.unwrap_or_else(|e| {
+        let nothing_read = StdinSoFar {
+            kept: Capture::new(limit),
+            ..StdinSoFar::default()
+        };
+        reply_error(&e, nothing_read)
+    });
     let duration = clock.elapsed();
     let code = call.exit.code;
 
@@ -221,10 +227,14 @@ fn run(real: &Path, args: &[OsString], span: &Span, limit: u64) -> Result<Call, 
 }
 
 /// The shim's own reply when it cannot run the real plugin: a CNI error on stdout, in the request's version.
-/// `stdin` is what was read of the caller's stdin already; the rest is read here.
-fn reply_error(e: &Error, mut stdin: Capture) -> Call {
-    let mut bytes = stdin.bytes.clone();
-    if let Some(from) = dup(io::stdin()) {
+/// `so_far` is what was read of the caller's stdin already; the rest, if any, is read here.
+fn reply_error(e: &Error, so_far: StdinSoFar) -> Call {
+    let StdinSoFar {
+        kept: mut stdin,
+        mut bytes,
+        ended,
+    } = so_far;
+    if let Some(from) = dup(io::stdin()).filter(|_| !ended) {
         let mut rest = Vec::new();
         let _ = from
             .take(STDIN_LIMIT.saturating_sub(stdin.total))

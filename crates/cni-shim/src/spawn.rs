@@ -7,7 +7,8 @@
 //! machine. This does what `posix_spawn` does instead: the child shares the shim's memory (`CLONE_VM`) on a stack
 //! of its own, makes only system calls, and the calling thread is suspended until the `execve` (`CLONE_VFORK`).
 //!
-//! The one place in cni-shim with `unsafe` code; each block says why it holds.
+//! The one place in cni-shim with `unsafe` code; each block says why it holds. Written for musl (the shipped static
+//! build) and glibc 2.25 or later: older glibc had a `CLONE_VM` child overwrite its parent's cached thread id.
 #![allow(unsafe_code)]
 
 use std::ffi::{c_char, c_int, c_void, CString};
@@ -154,16 +155,10 @@ pub fn spawn(program: &Program, stdio: [BorrowedFd<'_>; 3]) -> io::Result<Child>
     let top = top.wrapping_sub(top.addr() % 16);
 
     let pid = {
-        // SAFETY: sigset_t is plain data; sigfillset and pthread_sigmask only write the sets given. Every signal
-        // is blocked on this thread while the child shares its memory, so that no handler of the shim's runs in
-        // the child before it has reset its mask (the child inherits the blocked mask and empties it just before
-        // execve); the old mask is restored below whatever clone returns.
-        let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
-        let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
-        unsafe {
-            libc::sigfillset(&mut all);
-            libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-        }
+        // Every signal blocked on this thread while the child shares its memory, so that no handler of the shim's
+        // runs in the child before the child has reset it; the child inherits the blocked mask and empties it just
+        // before execve, and this thread's old mask is restored below whatever clone returns.
+        let old = block_every_signal();
         // SAFETY: `child` runs on `stack`, which outlives it: with CLONE_VFORK this thread is suspended until the
         // child has called execve or exited, and `stack`, `shared`, `argv`, `envp` and `program` are dropped only
         // after that. The child only reads `shared` and the strings it points to, which nothing writes meanwhile,
@@ -178,10 +173,7 @@ pub fn spawn(program: &Program, stdio: [BorrowedFd<'_>; 3]) -> io::Result<Child>
             )
         };
         let clone_error = io::Error::last_os_error();
-        // SAFETY: as above; `old` was filled by the first call.
-        unsafe {
-            libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
-        }
+        set_signal_mask(&old);
         if pid < 0 {
             return Err(clone_error);
         }
@@ -220,7 +212,24 @@ extern "C" fn child(arg: *mut c_void) -> c_int {
                     break 'setup errno();
                 }
             }
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            // Every handler back to the default before any signal can be delivered: a handler of the shim's would
+            // run here, on memory the shim is suspended on. The standard library ignores SIGPIPE in the shim, and
+            // an ignored signal would stay ignored across execve: the plugin gets the default. Other ignored
+            // signals stay ignored, as they would through any exec. A signal libc keeps for itself is refused
+            // (EINVAL) and left alone.
+            let mut action: libc::sigaction = std::mem::zeroed();
+            for signal in 1..SIGNALS {
+                if libc::sigaction(signal, std::ptr::null(), &mut action) != 0 {
+                    continue;
+                }
+                let handled =
+                    action.sa_sigaction != libc::SIG_DFL && action.sa_sigaction != libc::SIG_IGN;
+                if handled || signal == libc::SIGPIPE {
+                    action.sa_sigaction = libc::SIG_DFL;
+                    action.sa_flags = 0;
+                    libc::sigaction(signal, &action, std::ptr::null_mut());
+                }
+            }
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 break 'setup errno();
             }
@@ -228,9 +237,7 @@ extern "C" fn child(arg: *mut c_void) -> c_int {
             if libc::getppid() != shared.parent {
                 break 'setup libc::ESRCH;
             }
-            let mut none: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut none);
-            libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+            set_signal_mask(&0);
             libc::execve(shared.path, shared.argv, shared.envp);
             errno()
         }
@@ -238,6 +245,38 @@ extern "C" fn child(arg: *mut c_void) -> c_int {
     shared.error.store(errno.max(1), Ordering::Release);
     // SAFETY: ends the child without running anything of the parent's (no atexit handlers, no flushing).
     unsafe { libc::_exit(127) }
+}
+
+/// Signals 1 to 64: the kernel's set on x86_64 and aarch64, real-time ones included.
+const SIGNALS: c_int = 65;
+
+/// Blocks every signal on the calling thread, libc's own included (its `sigfillset` leaves those out), and returns
+/// the old mask: the raw system call, as `posix_spawn` does.
+fn block_every_signal() -> u64 {
+    let mut old = 0u64;
+    set_mask(&!0, Some(&mut old));
+    old
+}
+
+/// Sets the calling thread's signal mask (a kernel sigset: one bit a signal).
+fn set_signal_mask(mask: &u64) {
+    set_mask(mask, None);
+}
+
+fn set_mask(mask: &u64, old: Option<&mut u64>) {
+    let old = old.map_or(std::ptr::null_mut(), std::ptr::from_mut);
+    // SAFETY: rt_sigprocmask reads 8 bytes of `mask` and writes 8 bytes to `old` when it is not null, both valid
+    // for the call; it fails only on bad arguments, which these are not, and SIGKILL and SIGSTOP stay unblockable
+    // whatever the mask says.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            std::ptr::from_ref(mask),
+            old,
+            std::mem::size_of::<u64>(),
+        );
+    }
 }
 
 /// The calling thread's errno: in the child, the one of its last failed call.

@@ -85,6 +85,28 @@ fn a_real_plugin_that_cannot_be_executed_is_a_cni_error_naming_it() {
 }
 
 #[test]
+fn a_plugin_that_cannot_start_answers_in_the_version_of_a_request_longer_than_the_capture() {
+    // The request was read before the plugin failed to start, and the record keeps only 16 bytes of it: the reply's
+    // version still comes from all of it.
+    let lab = Lab::with_args(&[("garbage", "echo never")], &["--capture-bytes", "16"]);
+    fs::write(lab.real.join("garbage"), noise(4096, 9)).unwrap();
+    let padding = "x".repeat(100_000);
+    let out = lab.call(
+        "garbage",
+        &format!(r#"{{"cniVersion":"0.4.0","name":"n","type":"garbage","padding":"{padding}"}}"#),
+    );
+    let reply = error_reply(&out);
+    assert_eq!(reply["cniVersion"], "0.4.0", "{reply}");
+    assert_eq!(reply["code"], 5, "{reply}");
+    let records = lab.records();
+    assert_eq!(
+        records[0].stdin.len, 100_063,
+        "the whole request is counted"
+    );
+    assert!(records[0].stdin.truncated);
+}
+
+#[test]
 fn a_hanging_plugin_yields_to_the_runtimes_timeout() {
     // The plugin reads its config, tells the test its pid, then blocks on a FIFO no one writes yet: a plugin stuck
     // on a lock or on the kernel.

@@ -391,7 +391,7 @@ fn args_string(args: &[(String, String)]) -> String {
 /// table, whatever `flags` hold: `FILES` is refused (EINVAL).
 pub fn unshare_thread(flags: rustix::thread::UnshareFlags) -> std::io::Result<()> {
     if flags.contains(rustix::thread::UnshareFlags::FILES) {
-        return Err(std::io::Error::from_raw_os_error(22));
+        return Err(rustix::io::Errno::INVAL.into());
     }
     #[allow(unsafe_code)]
     // SAFETY: rustix marks unshare unsafe for one flag only, CLONE_FILES: a thread with a descriptor table of its own

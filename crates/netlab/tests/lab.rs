@@ -138,6 +138,48 @@ fn the_default_lab_comes_up_checks_out_and_leaves_nothing() {
 }
 
 #[test]
+fn a_namespace_named_as_the_labs_would_be_is_refused_and_left_alone() {
+    if !ready("lab::foreign-netns") {
+        return;
+    }
+    /// Someone else's namespace, removed however the test ends.
+    struct Foreign(String);
+    impl Drop for Foreign {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+        }
+    }
+    let n = name("f");
+    let foreign = Foreign(format!("{n}-site"));
+    let made = Command::new("ip")
+        .args(["netns", "add", &foreign.0])
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let up = lab(&n, "up", &[]);
+    assert!(!up.status.success(), "{}", text(&up));
+    assert!(
+        text(&up).contains(&format!(
+            "a network namespace named {} exists already and is not this lab's",
+            foreign.0
+        )),
+        "{}",
+        text(&up)
+    );
+    // `down` removes what the lab made and leaves the other namespace, which its leak report still names.
+    let down = lab(&n, "down", &[]);
+    assert!(text(&down).contains(&foreign.0), "{}", text(&down));
+    assert!(
+        Path::new("/var/run/netns").join(&foreign.0).exists(),
+        "down removed a namespace that was not the lab's"
+    );
+    assert!(
+        !Path::new("/run/netlab").join(&n).exists(),
+        "state directory left"
+    );
+}
+
+#[test]
 fn an_index_beyond_a_small_site_is_refused_against_its_pod() {
     if !ready("lab::small-site") {
         return;

@@ -286,6 +286,7 @@ pub fn up(
         .iter()
         .map(|p| format!("{}-{}", opts.name, p.name))
         .collect();
+    not_taken(namespaces.iter())?;
     let first_pod = state.pods.len();
     for (plan, netns) in plans.iter().zip(&namespaces) {
         state.created.push(Resource::Netns {
@@ -516,6 +517,7 @@ fn site(
     let (site, inet) = (state.site_netns.clone(), state.inet_netns.clone());
     let own = [site.clone(), inet.clone()];
     let all: Vec<&String> = own.iter().chain(node_netns).collect();
+    not_taken(all.iter().copied())?;
     for ns in &all {
         state.created.push(Resource::Netns {
             name: (*ns).clone(),
@@ -550,6 +552,20 @@ fn site(
     client.set_up(eth0, None, None)?;
     state.save()?;
     Ok((switch, nodes))
+}
+
+/// Refuses names of network namespaces that exist already: they are someone else's, and a name is recorded for
+/// `down` to remove before its namespace is made.
+fn not_taken<'a>(names: impl Iterator<Item = &'a String>) -> Result<(), Error> {
+    for name in names {
+        if Path::new(sys::NETNS_DIR).join(name).exists() {
+            return Err(Error::Lab(format!(
+                "a network namespace named {name} exists already and is not this lab's: remove it \
+                 (ip netns del {name}) or choose another --name"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A network namespace's file, held open to name the namespace to the kernel.

@@ -7,15 +7,12 @@
 //! words and the namespace.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::path::Path;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 use rustix::net::{
     recv, send, socket_with, AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType,
 };
-use rustix::thread::{move_into_link_name_space, LinkNameSpaceType};
 
-use crate::lab::sys::NETNS_DIR;
 use crate::lab::Error;
 
 const RTM_NEWLINK: u16 = 16;
@@ -106,29 +103,6 @@ impl Netlink {
             socket,
             seq: 0,
             netns: netns.to_owned(),
-        })
-    }
-
-    /// A socket in the named network namespace (under [`NETNS_DIR`]): a short-lived thread enters it and opens the
-    /// socket, which stays bound to it.
-    pub fn open(netns: &str) -> Result<Netlink, Error> {
-        let path = Path::new(NETNS_DIR).join(netns);
-        let fd = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
-        std::thread::scope(|s| {
-            let opener = s.spawn(|| {
-                move_into_link_name_space(fd.as_fd(), Some(LinkNameSpaceType::Network)).map_err(
-                    |e| Error::Command {
-                        command: format!("setns {}", path.display()),
-                        reason: e.to_string(),
-                    },
-                )?;
-                Netlink::here(netns)
-            });
-            opener.join().unwrap_or_else(|_| {
-                Err(Error::Lab(format!(
-                    "opening rtnetlink in network namespace {netns} failed unexpectedly"
-                )))
-            })
         })
     }
 
@@ -366,8 +340,13 @@ impl Netlink {
             .map_err(|e| self.failed(&what(), e.to_string()))?;
         let mut buf = vec![0u8; 32 * 1024];
         loop {
-            let (len, _) = recv(&self.socket, &mut buf[..], RecvFlags::empty())
-                .map_err(|e| self.failed(&what(), e.to_string()))?;
+            let len = loop {
+                match recv(&self.socket, &mut buf[..], RecvFlags::empty()) {
+                    Ok((len, _)) => break len,
+                    Err(rustix::io::Errno::INTR) => {}
+                    Err(e) => return Err(self.failed(&what(), e.to_string())),
+                }
+            };
             let mut at = 0;
             while let Some(header) = buf.get(at..(at + 16).min(len)).filter(|h| h.len() == 16) {
                 let field = |i: usize| {
