@@ -295,3 +295,54 @@ fn a_lab_killed_during_up_is_fully_removed_by_down() {
     let _ = child.wait();
     // The guard's down must leave nothing, wherever up was stopped.
 }
+
+#[test]
+fn a_pod_saved_on_its_own_is_read_back_and_a_line_cut_short_is_skipped() {
+    use netlab::lab::state::{PodState, State, POD_JOURNAL};
+    if !netlab::lab::sys::is_root() {
+        skip("lab::pod-journal", "needs root: lab state lives under /run/netlab");
+        return;
+    }
+    let n = name("j");
+    let dir = Path::new("/run/netlab").join(&n);
+    /// The state directory, removed however the test ends.
+    struct Dir(PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    std::fs::create_dir_all(&dir).unwrap();
+    let _dir = Dir(dir.clone());
+    let pod = |netns: &str, error: Option<&str>| PodState {
+        name: netns.into(),
+        netns: netns.into(),
+        error: error.map(str::to_owned),
+        ..PodState::default()
+    };
+    let state = State {
+        name: n.clone(),
+        dir: dir.clone(),
+        pods: vec![pod("a", None), pod("b", None)],
+        ..State::default()
+    };
+    state.save().unwrap();
+    state.save_pod(&pod("a", Some("first"))).unwrap();
+    state.save_pod(&pod("b", Some("second"))).unwrap();
+    state.save_pod(&pod("a", Some("third"))).unwrap();
+    // A crash in the middle of the next save of b.
+    let journal = dir.join(POD_JOURNAL);
+    let mut cut = serde_json::to_vec(&pod("b", Some("never"))).unwrap();
+    cut.truncate(cut.len() / 2);
+    let mut bytes = std::fs::read(&journal).unwrap();
+    bytes.extend_from_slice(&cut);
+    std::fs::write(&journal, bytes).unwrap();
+    let loaded = State::load(&n).unwrap().unwrap();
+    let errors: Vec<_> = loaded.pods.iter().map(|p| p.error.as_deref()).collect();
+    assert_eq!(errors, [Some("third"), Some("second")]);
+    // A whole save supersedes the journal, which it empties.
+    state.save().unwrap();
+    assert_eq!(std::fs::metadata(&journal).unwrap().len(), 0);
+    let loaded = State::load(&n).unwrap().unwrap();
+    assert!(loaded.pods.iter().all(|p| p.error.is_none()));
+}
