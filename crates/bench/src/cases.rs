@@ -615,8 +615,12 @@ fn lab(
         let topo = dir.join(format!("lab-{pods}.yaml"));
         std::fs::write(&topo, topology(pods)).map_err(|e| e.to_string())?;
         let name = format!("bench{}", std::process::id());
-        let (mut up, mut plugins, mut down) =
-            (Samples::default(), Samples::default(), Samples::default());
+        let (mut up, mut plugins, mut down, mut own) = (
+            Samples::default(),
+            Samples::default(),
+            Samples::default(),
+            Samples::default(),
+        );
         eprintln!("bench: Lab: {pods} pods x {rounds} rounds");
         for _ in 0..rounds {
             let verb = |args: &[&str]| -> Result<Duration, String> {
@@ -649,15 +653,22 @@ fn lab(
             ]);
             let state = std::fs::read(format!("/run/netlab/{name}/state.json")).unwrap_or_default();
             let took_down = verb(&["down", "--name", &name]);
-            up.push(took?);
+            let (took, in_plugins) = (took?, Duration::from_micros(plugin_us(&state)));
+            up.push(took);
             down.push(took_down?);
             std::thread::sleep(SETTLE);
-            plugins.push(Duration::from_micros(plugin_us(&state)));
+            plugins.push(in_plugins);
+            // Each round's own time against its own plugins: the plugins' time varies from round to round far
+            // more than netlab's, and a difference of medians from different rounds would carry that.
+            own.push(took.saturating_sub(in_plugins));
         }
         group.rows.push((format!("up, {pods} pods"), up));
         group
             .rows
             .push((format!("plugin processes within up, {pods} pods"), plugins));
+        group
+            .rows
+            .push((format!("netlab's own time within up, {pods} pods"), own));
         group.rows.push((format!("down, {pods} pods"), down));
     }
     group.baseline = group
