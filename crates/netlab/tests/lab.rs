@@ -300,7 +300,10 @@ fn a_lab_killed_during_up_is_fully_removed_by_down() {
 fn a_pod_saved_on_its_own_is_read_back_and_a_line_cut_short_is_skipped() {
     use netlab::lab::state::{PodState, State, POD_JOURNAL};
     if !netlab::lab::sys::is_root() {
-        skip("lab::pod-journal", "needs root: lab state lives under /run/netlab");
+        skip(
+            "lab::pod-journal",
+            "needs root: lab state lives under /run/netlab",
+        );
         return;
     }
     let n = name("j");
