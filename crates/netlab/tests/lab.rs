@@ -149,8 +149,16 @@ fn a_namespace_named_as_the_labs_would_be_is_refused_and_left_alone() {
             let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
         }
     }
+    /// `down` however the test ends; what it says is checked below when the test gets there.
+    struct Down(String);
+    impl Drop for Down {
+        fn drop(&mut self) {
+            let _ = lab(&self.0, "down", &[]);
+        }
+    }
     let n = name("f");
     let foreign = Foreign(format!("{n}-site"));
+    let _down = Down(n.clone());
     let made = Command::new("ip")
         .args(["netns", "add", &foreign.0])
         .status()
