@@ -5,6 +5,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
 use rustix::io::{read, write, Errno};
+use rustix::pipe::{splice, SpliceFlags};
 
 /// A bounded copy of a stream: its first `limit` bytes and its total length.
 #[derive(Debug, Clone, Default)]
@@ -109,6 +110,8 @@ pub struct Pump<'a> {
     /// Every byte [`Pump::prefill`] read, whatever the capture's bound.
     early: Vec<u8>,
     prefilling: bool,
+    /// Whether splice(2) may still be tried on the caller's stdin.
+    splicing: bool,
 }
 
 /// What one turn of the loop met.
@@ -144,6 +147,7 @@ impl<'a> Pump<'a> {
             at: 0,
             early: Vec::new(),
             prefilling: false,
+            splicing: true,
         }
     }
 
@@ -246,6 +250,9 @@ impl<'a> Pump<'a> {
         let Some(fd) = self.ends.caller_in else {
             return;
         };
+        if self.splice_input(fd) {
+            return;
+        }
         match read(fd, &mut self.buf) {
             Err(Errno::INTR | Errno::AGAIN) => {}
             // End of input, or an input that cannot be read: the child sees end-of-file (nothing is pending, or
@@ -266,6 +273,42 @@ impl<'a> Pump<'a> {
                     self.at = 0;
                     self.write_input();
                 }
+            }
+        }
+    }
+
+    /// Once the capture is full and outside [`Pump::prefill`], moves the caller's stdin into the child's pipe in the
+    /// kernel (splice(2)), without copying it through the shim; true when that handled the turn. It falls back to a
+    /// read when the child's pipe is full (the bytes then wait in the shim, as read ones do) or when the caller's
+    /// stdin cannot be spliced from (no more tries).
+    fn splice_input(&mut self, from: BorrowedFd<'_>) -> bool {
+        let full = self.streams.stdin.bytes.len() >= self.streams.stdin.limit;
+        let (true, false, true, Some(to)) =
+            (full, self.prefilling, self.splicing, &self.ends.child_in)
+        else {
+            return false;
+        };
+        match splice(from, None, to, None, 1 << 20, SpliceFlags::NONBLOCK) {
+            Ok(0) => {
+                self.ends.caller_in = None;
+                self.ends.child_in = None;
+                true
+            }
+            Ok(n) => {
+                self.streams.stdin.total += n as u64;
+                true
+            }
+            Err(Errno::INTR) => true,
+            // The child's pipe is full, or the caller's stdin has nothing after all: the read below waits as usual.
+            Err(Errno::AGAIN) => false,
+            // The child stopped reading: the rest of stdin is still read, and counted, by the read below.
+            Err(Errno::PIPE) => {
+                self.ends.child_in = None;
+                false
+            }
+            Err(_) => {
+                self.splicing = false;
+                false
             }
         }
     }
@@ -364,6 +407,16 @@ mod tests {
         close_caller_out: bool,
         child: impl FnOnce(OwnedFd, OwnedFd, OwnedFd, std::sync::mpsc::Receiver<()>) + Send + 'static,
     ) -> (Vec<u8>, Vec<u8>, Streams) {
+        call_keeping(stdin, close_caller_out, u64::MAX, child)
+    }
+
+    /// [`call`], keeping at most `limit` bytes of each stream: past it the caller's stdin is spliced.
+    fn call_keeping(
+        stdin: &[u8],
+        close_caller_out: bool,
+        limit: u64,
+        child: impl FnOnce(OwnedFd, OwnedFd, OwnedFd, std::sync::mpsc::Receiver<()>) + Send + 'static,
+    ) -> (Vec<u8>, Vec<u8>, Streams) {
         use std::io::{Read, Write};
         let (caller_in_r, caller_in_w) = pipe();
         let (caller_out_r, caller_out_w) = pipe();
@@ -404,7 +457,7 @@ mod tests {
                 child_out: Some(child_out_r),
                 child_err: Some(child_err_r),
             },
-            u64::MAX,
+            limit,
         );
         drop((caller_in_r, caller_out_w, caller_err_w));
         plugin.join().expect("the plugin thread");
@@ -436,6 +489,41 @@ mod tests {
         assert_eq!(streams.stdin.bytes, input);
         assert_eq!(streams.stdout.total, input.len() as u64);
         assert_eq!(streams.stderr.bytes, b"done\n");
+    }
+
+    #[test]
+    fn past_the_capture_stdin_is_spliced_whole_and_counted() {
+        use std::io::{Read, Write};
+        let input = data(3_000_000);
+        let (out, _, streams) = call_keeping(&input, false, 1000, |i, o, _e, _| {
+            let mut got = Vec::new();
+            std::fs::File::from(i).read_to_end(&mut got).expect("stdin");
+            std::fs::File::from(o).write_all(&got).expect("stdout");
+        });
+        assert_eq!(out, input, "every byte, in order");
+        assert_eq!(streams.stdin.bytes, &input[..1000]);
+        assert_eq!(streams.stdin.total, input.len() as u64);
+    }
+
+    #[test]
+    fn a_child_that_stops_reading_while_stdin_is_spliced_does_not_block_the_caller() {
+        use std::io::{Read, Write};
+        let input = data(2_000_000);
+        let (out, _, streams) = call_keeping(&input, false, 1000, |i, o, _e, written| {
+            // Reads a little, then closes stdin; answers once the caller's write of all of it has returned.
+            let mut first = vec![0u8; 100_000];
+            std::fs::File::from(i)
+                .read_exact(&mut first)
+                .expect("stdin");
+            let _ = written.recv();
+            std::fs::File::from(o).write_all(b"ok").expect("stdout");
+        });
+        assert_eq!(out, b"ok");
+        assert_eq!(
+            streams.stdin.total,
+            input.len() as u64,
+            "read to its end and counted"
+        );
     }
 
     #[test]
