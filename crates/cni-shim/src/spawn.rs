@@ -215,19 +215,15 @@ extern "C" fn child(arg: *mut c_void) -> c_int {
             // Every handler back to the default before any signal can be delivered: a handler of the shim's would
             // run here, on memory the shim is suspended on. The standard library ignores SIGPIPE in the shim, and
             // an ignored signal would stay ignored across execve: the plugin gets the default. Other ignored
-            // signals stay ignored, as they would through any exec. A signal libc keeps for itself is refused
-            // (EINVAL) and left alone.
-            let mut action: libc::sigaction = std::mem::zeroed();
+            // signals stay ignored, as they would through any exec. Raw system calls: libc's sigaction takes a
+            // lock for SIGABRT (musl, recent glibc), in memory another thread of the shim may hold it in.
             for signal in 1..SIGNALS {
-                if libc::sigaction(signal, std::ptr::null(), &mut action) != 0 {
+                let Some(action) = kernel_sigaction(signal, None) else {
                     continue;
-                }
-                let handled =
-                    action.sa_sigaction != libc::SIG_DFL && action.sa_sigaction != libc::SIG_IGN;
+                };
+                let handled = action.handler != libc::SIG_DFL && action.handler != libc::SIG_IGN;
                 if handled || signal == libc::SIGPIPE {
-                    action.sa_sigaction = libc::SIG_DFL;
-                    action.sa_flags = 0;
-                    libc::sigaction(signal, &action, std::ptr::null_mut());
+                    kernel_sigaction(signal, Some(&KernelSigaction::DEFAULT));
                 }
             }
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
@@ -247,8 +243,47 @@ extern "C" fn child(arg: *mut c_void) -> c_int {
     unsafe { libc::_exit(127) }
 }
 
-/// Signals 1 to 64: the kernel's set on x86_64 and aarch64, real-time ones included.
+/// Signals 1 to 64: the kernel's set on x86_64 and aarch64, real-time ones included (libc's own among them).
 const SIGNALS: c_int = 65;
+
+/// The kernel's `struct sigaction` (x86_64 and aarch64 alike, both with a restorer), not libc's.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct KernelSigaction {
+    handler: libc::sighandler_t,
+    flags: libc::c_ulong,
+    restorer: usize,
+    mask: u64,
+}
+
+impl KernelSigaction {
+    const DEFAULT: KernelSigaction = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+}
+
+/// rt_sigaction(2) for one signal: sets `new` when given, and returns the previous action; `None` when the kernel
+/// refuses (SIGKILL and SIGSTOP cannot be set; nothing here asks to).
+fn kernel_sigaction(signal: c_int, new: Option<&KernelSigaction>) -> Option<KernelSigaction> {
+    let mut old = KernelSigaction::DEFAULT;
+    let new = new.map_or(std::ptr::null(), std::ptr::from_ref);
+    // SAFETY: the kernel reads a whole `KernelSigaction` from `new` when it is not null and writes one to `old`,
+    // both valid for the call and laid out as the kernel's struct; the mask is the kernel's 8 bytes. A handler of
+    // SIG_DFL needs no restorer.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            signal,
+            new,
+            std::ptr::from_mut(&mut old),
+            std::mem::size_of::<u64>(),
+        )
+    };
+    (r == 0).then_some(old)
+}
 
 /// Blocks every signal on the calling thread, libc's own included (its `sigfillset` leaves those out), and returns
 /// the old mask: the raw system call, as `posix_spawn` does.
@@ -352,7 +387,16 @@ mod tests {
             ),
         ] {
             let program = Program::new(&path, [], []).unwrap();
-            let e = spawn(&program, [r.as_fd(), w.as_fd(), w.as_fd()]).unwrap_err();
+            // A test on another thread forking while `garbage` was open for writing here holds it open for a
+            // moment (ETXTBSY): try again then.
+            let mut e = spawn(&program, [r.as_fd(), w.as_fd(), w.as_fd()]).unwrap_err();
+            for _ in 0..50 {
+                if e.raw_os_error() != Some(libc::ETXTBSY) {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                e = spawn(&program, [r.as_fd(), w.as_fd(), w.as_fd()]).unwrap_err();
+            }
             assert_eq!(e.raw_os_error(), Some(errno), "{e}");
         }
     }
