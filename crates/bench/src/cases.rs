@@ -457,7 +457,19 @@ fn shim_groups(
     let iterations = opts.iterations;
     let mut groups = Vec::new();
     if opts.wants("shim") {
-        groups.push(measure(&overhead.title, &overhead.note, cases, iterations)?);
+        let mut measured = measure(&overhead.title, &overhead.note, cases, iterations)?;
+        measured.skipped.append(&mut overhead.skipped);
+        // A log directory the shim could not use would silently make "records on" rows measure records off.
+        let logs = std::iter::once(shim_log.clone()).chain(tmpfs.as_ref().map(|t| t.0.join("log")));
+        for log in logs {
+            if std::fs::read_dir(&log).map_or(0, Iterator::count) == 0 {
+                return Err(format!(
+                    "cni-shim wrote no record to {}: its rows would measure records off",
+                    log.display()
+                ));
+            }
+        }
+        groups.push(measured);
     } else {
         // The queries clone the records these calls leave.
         for c in &cases {
@@ -663,6 +675,11 @@ fn lab(
             let state = std::fs::read(format!("/run/netlab/{name}/state.json")).unwrap_or_default();
             let took_down = verb(&["down", "--name", &name]);
             let (took, in_plugins) = (took?, Duration::from_micros(plugin_us(&state)));
+            if in_plugins.is_zero() {
+                return Err(format!(
+                    "netlab up --name {name}: no plugin time in its state file; netlab's own time would be all of up"
+                ));
+            }
             up.push(took);
             down.push(took_down?);
             std::thread::sleep(SETTLE);
@@ -851,7 +868,8 @@ fn tmpfs_dir() -> Result<Option<TempDir>, String> {
         return Ok(None);
     }
     let dir = PathBuf::from(format!("/dev/shm/index2ip-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    // Not create_dir_all: a directory of that name is someone else's, and would be removed on drop.
+    std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     Ok(Some(TempDir(dir)))
 }
 

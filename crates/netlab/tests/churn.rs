@@ -283,7 +283,7 @@ fn five_hundred_pods_through_the_real_chain_leak_nothing() {
             &annotations,
             &held_now,
             &mut notes,
-            &mut |_| {},
+            &mut |_| Ok(()),
         );
         if let Some(slot) = state.pods.iter_mut().find(|p| p.name == pod_name) {
             *slot = pod.clone();

@@ -185,6 +185,45 @@ fn a_namespace_named_as_the_labs_would_be_is_refused_and_left_alone() {
         !Path::new("/run/netlab").join(&n).exists(),
         "state directory left"
     );
+    // Made from under the check (someone else's, made meanwhile): the making itself says so, and touches nothing.
+    let made = netlab::lab::sys::add_netns(std::slice::from_ref(&foreign.0), &[]);
+    assert!(
+        matches!(&made, Err(netlab::lab::Error::NetnsTaken(name)) if *name == foreign.0),
+        "{made:?}"
+    );
+    assert!(Path::new("/var/run/netns").join(&foreign.0).exists());
+}
+
+#[test]
+fn a_node_whose_namespace_would_be_the_switchs_is_refused_before_anything_is_made() {
+    if !ready("lab::duplicate-netns") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("netlab-dup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let topo = dir.join("site.yaml");
+    std::fs::write(
+        &topo,
+        "site: {ipv4: 192.0.2.0/26, gateway4: 192.0.2.1}\n\
+         nodes:\n  - {name: site, offset: 9, labels: {mlab/type: physical}}\n",
+    )
+    .unwrap();
+    let n = name("u");
+    let guard = Guard(n.clone());
+    let up = lab(&n, "up", &["--topology", topo.to_str().unwrap()]);
+    let t = text(&up);
+    assert!(!up.status.success(), "{t}");
+    assert!(
+        t.contains(&format!(
+            "the site switch and node site would both have the network namespace {n}-site"
+        )),
+        "{t}"
+    );
+    assert!(!Path::new("/var/run/netns")
+        .join(format!("{n}-site"))
+        .exists());
+    drop(guard);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -340,20 +379,34 @@ fn a_pod_saved_on_its_own_is_read_back_and_a_line_cut_short_is_skipped() {
     state.save().unwrap();
     state.save_pod(&pod("a", Some("first"))).unwrap();
     state.save_pod(&pod("b", Some("second"))).unwrap();
-    state.save_pod(&pod("a", Some("third"))).unwrap();
-    // A crash in the middle of the next save of b.
+    // A save of b cut short (a full disk, a crash): half a line, as save_pod starts one.
     let journal = dir.join(POD_JOURNAL);
-    let mut cut = serde_json::to_vec(&pod("b", Some("never"))).unwrap();
+    let whole = std::fs::read(&journal).unwrap();
+    let last = whole[1..]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    let mut cut = whole[last..].to_vec();
     cut.truncate(cut.len() / 2);
-    let mut bytes = std::fs::read(&journal).unwrap();
+    let mut bytes = whole.clone();
     bytes.extend_from_slice(&cut);
     std::fs::write(&journal, bytes).unwrap();
+    // The next save is not swallowed by it.
+    state.save_pod(&pod("a", Some("third"))).unwrap();
     let loaded = State::load(&n).unwrap().unwrap();
     let errors: Vec<_> = loaded.pods.iter().map(|p| p.error.as_deref()).collect();
     assert_eq!(errors, [Some("third"), Some("second")]);
     // A whole save supersedes the journal, which it empties.
+    let before = std::fs::read(&journal).unwrap();
     state.save().unwrap();
     assert_eq!(std::fs::metadata(&journal).unwrap().len(), 0);
     let loaded = State::load(&n).unwrap().unwrap();
     assert!(loaded.pods.iter().all(|p| p.error.is_none()));
+    // Lines from before it that are still there (a crash between the two) do not put back what it superseded;
+    // a line saved after it does count.
+    std::fs::write(&journal, before).unwrap();
+    state.save_pod(&pod("b", Some("fourth"))).unwrap();
+    let loaded = State::load(&n).unwrap().unwrap();
+    let errors: Vec<_> = loaded.pods.iter().map(|p| p.error.as_deref()).collect();
+    assert_eq!(errors, [None, Some("fourth")]);
 }

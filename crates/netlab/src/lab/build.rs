@@ -170,6 +170,7 @@ pub fn up(
         .iter()
         .map(|n| format!("{}-{}", opts.name, n.name))
         .collect();
+    distinct_namespaces(&state, &node_netns, topology, cluster)?;
     let (mut switch, node_links) = site(&mut state, topology, &node_netns)?;
     let _ = writeln!(
         out,
@@ -302,7 +303,10 @@ pub fn up(
         });
     }
     state.save()?;
-    sys::add_netns(&namespaces, &[("net.ipv6.conf.default.accept_dad", "0")])?;
+    disown_taken(
+        &mut state,
+        sys::add_netns(&namespaces, &[("net.ipv6.conf.default.accept_dad", "0")]),
+    )?;
     let mut notes = state.substitutions.clone();
     for (i, plan) in plans.into_iter().enumerate() {
         let Some(node) = state.node(&plan.node).cloned() else {
@@ -322,10 +326,7 @@ pub fn up(
                     .filter_map(|a| a.index.map(|i| (i, p.name.clone())))
             })
             .collect();
-        let mut persist = |p: &PodState| {
-            // A failure to write shows at the save after the pod, which stops `up`.
-            let _ = state.save_pod(p);
-        };
+        let mut persist = |p: &PodState| state.save_pod(p).map_err(|e| e.to_string());
         runtime.attach(
             cluster,
             &node,
@@ -524,8 +525,11 @@ fn site(
         });
     }
     state.save()?;
-    let mut sockets = sys::add_netns_for_links(&own, &[])?.into_iter();
-    let nodes = sys::add_netns_for_links(node_netns, &[("net.ipv4.ip_forward", "1")])?;
+    let mut sockets = disown_taken(state, sys::add_netns_for_links(&own, &[]))?.into_iter();
+    let nodes = disown_taken(
+        state,
+        sys::add_netns_for_links(node_netns, &[("net.ipv4.ip_forward", "1")]),
+    )?;
     let (Some(mut switch), Some(mut client)) = (sockets.next(), sockets.next()) else {
         return Err(Error::Lab("no rtnetlink socket for the site".into()));
     };
@@ -554,18 +558,61 @@ fn site(
     Ok((switch, nodes))
 }
 
-/// Refuses names of network namespaces that exist already: they are someone else's, and a name is recorded for
-/// `down` to remove before its namespace is made.
-fn not_taken<'a>(names: impl Iterator<Item = &'a String>) -> Result<(), Error> {
-    for name in names {
-        if Path::new(sys::NETNS_DIR).join(name).exists() {
+/// Refuses a lab whose namespaces would share a name (a node named `site`, two pods of one name in two
+/// Kubernetes namespaces), before anything is made: the second would fail half-way through `up`.
+fn distinct_namespaces(
+    state: &State,
+    node_netns: &[String],
+    topology: &Topology,
+    cluster: &Cluster,
+) -> Result<(), Error> {
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    let own = [
+        (state.site_netns.clone(), "the site switch".to_owned()),
+        (state.inet_netns.clone(), "the internet client".to_owned()),
+    ];
+    let nodes = node_netns
+        .iter()
+        .zip(&topology.nodes)
+        .map(|(ns, n)| (ns.clone(), format!("node {}", n.name)));
+    let pods = pods(topology, cluster).into_iter().map(|p| {
+        (
+            format!("{}-{}", state.name, p.name),
+            format!("pod {}/{}", p.namespace, p.name),
+        )
+    });
+    for (ns, what) in own.into_iter().chain(nodes).chain(pods) {
+        if let Some(first) = seen.insert(ns.clone(), what.clone()) {
             return Err(Error::Lab(format!(
-                "a network namespace named {name} exists already and is not this lab's: remove it \
-                 (ip netns del {name}) or choose another --name"
+                "{first} and {what} would both have the network namespace {ns}: rename one in the topology"
             )));
         }
     }
     Ok(())
+}
+
+/// When a namespace's name turned out to be taken after the check (someone else made it meanwhile), drops it from
+/// what `down` removes before passing the error on: it is not the lab's.
+fn disown_taken<T>(state: &mut State, made: Result<T, Error>) -> Result<T, Error> {
+    if let Err(Error::NetnsTaken(name)) = &made {
+        state
+            .created
+            .retain(|r| !matches!(r, Resource::Netns { name: n } if n == name));
+        state.save()?;
+    }
+    made
+}
+
+/// Refuses names of network namespaces that exist already: they are someone else's, and a name is recorded for
+/// `down` to remove before its namespace is made.
+fn not_taken<'a>(names: impl Iterator<Item = &'a String>) -> Result<(), Error> {
+    match names
+        .into_iter()
+        .find(|name| Path::new(sys::NETNS_DIR).join(name).exists())
+    {
+        Some(name) => Err(Error::NetnsTaken(name.clone())),
+        None => Ok(()),
+    }
 }
 
 /// A network namespace's file, held open to name the namespace to the kernel.

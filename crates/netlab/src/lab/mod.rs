@@ -60,6 +60,9 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A network namespace's name was taken by someone else between the check and its making.
+    #[error("a network namespace named {0} exists already and is not this lab's: remove it (ip netns del {0}) or choose another --name")]
+    NetnsTaken(String),
     /// Anything else the lab refuses, said in full.
     #[error("{0}")]
     Lab(String),

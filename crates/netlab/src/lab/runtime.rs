@@ -214,7 +214,7 @@ impl Runtime {
     /// ADD for every network of a pod, in order; stops at the first failure, as multus does. `held` maps the
     /// indices other pods on the node already hold to those pods. `persist` is called with the pod, its next
     /// attachment already listed, right before that attachment's ADD: a crash from then on still leaves `down` the
-    /// attachment to DEL.
+    /// attachment to DEL. When it cannot save, the ADD is not made and the pod fails with its reason.
     #[allow(clippy::too_many_arguments)]
     pub fn attach(
         &self,
@@ -224,7 +224,7 @@ impl Runtime {
         annotations: &BTreeMap<String, String>,
         held: &BTreeMap<u32, String>,
         notes: &mut Vec<String>,
-        persist: &mut dyn FnMut(&PodState),
+        persist: &mut dyn FnMut(&PodState) -> Result<(), String>,
     ) {
         let plan = match plan_pod(cluster, node, pod, annotations) {
             Ok(p) => p,
@@ -273,7 +273,15 @@ impl Runtime {
             }
             let Ok(list) = list else { return };
             pod.attachments.push(att);
-            persist(pod);
+            if let Err(e) = persist(pod) {
+                let e =
+                    format!("not made: it could not be recorded first for `down` to undo ({e})");
+                pod.error = Some(format!("{ifname} ({network}): {e}"));
+                if let Some(att) = pod.attachments.last_mut() {
+                    att.error = Some(e);
+                }
+                return;
+            }
             let started = std::time::Instant::now();
             let result = self.invocation(node, pod, &ifname).add_chain(&list);
             let Some(att) = pod.attachments.last_mut() else {

@@ -124,6 +124,26 @@ pub struct State {
     pub complete: bool,
 }
 
+/// One line of the pod journal: a pod, and the state file it was saved after.
+#[derive(Debug, Serialize, Deserialize)]
+struct JournalLine {
+    after: String,
+    pod: PodState,
+}
+
+/// What tells one state file from the next: each whole save is a new file renamed into place.
+fn state_tag(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some(format!(
+        "{}:{}:{}.{}",
+        m.dev(),
+        m.ino(),
+        m.mtime(),
+        m.mtime_nsec()
+    ))
+}
+
 /// The pod journal in a lab's directory: one JSON line a pod save, since the last whole save.
 pub const POD_JOURNAL: &str = "pods.jsonl";
 
@@ -146,11 +166,16 @@ impl State {
                     })?;
                 let journal = std::fs::read(Path::new(RUN_DIR).join(name).join(POD_JOURNAL))
                     .unwrap_or_default();
-                // A line cut short by a crash does not parse and is skipped; the pod's previous line stands.
-                for newer in journal
+                // Only lines written after this state file: older ones (a crash between the whole save and the
+                // journal's emptying) would put back what the whole save superseded. A line cut short by a crash
+                // does not parse and is skipped; the pod's previous line stands.
+                let current = state_tag(&path);
+                for line in journal
                     .split(|&b| b == b'\n')
-                    .filter_map(|line| serde_json::from_slice::<PodState>(line).ok())
+                    .filter_map(|line| serde_json::from_slice::<JournalLine>(line).ok())
+                    .filter(|line| Some(&line.after) == current.as_ref())
                 {
+                    let newer = line.pod;
                     if let Some(pod) = state.pods.iter_mut().find(|p| p.netns == newer.netns) {
                         *pod = newer;
                     }
@@ -200,8 +225,18 @@ impl State {
             path: path.clone(),
             reason: e,
         };
-        let mut line = serde_json::to_vec(pod).map_err(|e| err(e.to_string()))?;
-        line.push(b'\n');
+        let after = state_tag(&State::path(&self.name))
+            .ok_or_else(|| err("the lab's state file is missing".into()))?;
+        // Each line starts a line of its own: one cut short by a failed write cannot swallow the next.
+        let mut line = b"\n".to_vec();
+        serde_json::to_writer(
+            &mut line,
+            &JournalLine {
+                after,
+                pod: pod.clone(),
+            },
+        )
+        .map_err(|e| err(e.to_string()))?;
         let mut journal = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

@@ -175,14 +175,18 @@ fn new_netns(path: &Path) -> Result<(), Error> {
         reason: e.to_string(),
     };
     let add = || format!("ip netns add {}", path.display());
-    drop(
-        open(
-            path,
-            OFlags::RDONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| failed(add(), e.into()))?,
-    );
+    match open(
+        path,
+        OFlags::RDONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(file) => drop(file),
+        Err(Errno::EXIST) => {
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            return Err(Error::NetnsTaken(name.unwrap_or_default()));
+        }
+        Err(e) => return Err(failed(add(), e.into())),
+    }
     let made = cni::exec::unshare_thread(UnshareFlags::NEWNET)
         .and_then(|()| mount_bind("/proc/thread-self/ns/net", path).map_err(Into::into));
     if let Err(e) = made {
