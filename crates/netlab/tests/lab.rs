@@ -93,6 +93,26 @@ impl Drop for Guard {
     }
 }
 
+/// A topology file of one test's own, its directory removed on drop (tests run side by side in one process).
+struct TopologyFile {
+    dir: PathBuf,
+    path: PathBuf,
+}
+
+impl Drop for TopologyFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn topology_file(tag: &str, yaml: &str) -> TopologyFile {
+    let dir = std::env::temp_dir().join(format!("netlab-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{tag}.yaml"));
+    std::fs::write(&path, yaml).unwrap();
+    TopologyFile { dir, path }
+}
+
 fn name(tag: &str) -> String {
     format!("nl{tag}{}", std::process::id())
 }
@@ -199,18 +219,14 @@ fn a_node_whose_namespace_would_be_the_switchs_is_refused_before_anything_is_mad
     if !ready("lab::duplicate-netns") {
         return;
     }
-    let dir = std::env::temp_dir().join(format!("netlab-dup-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let topo = dir.join("site.yaml");
-    std::fs::write(
-        &topo,
+    let topo = topology_file(
+        "site",
         "site: {ipv4: 192.0.2.0/26, gateway4: 192.0.2.1}\n\
          nodes:\n  - {name: site, offset: 9, labels: {mlab/type: physical}}\n",
-    )
-    .unwrap();
+    );
     let n = name("u");
     let guard = Guard(n.clone());
-    let up = lab(&n, "up", &["--topology", topo.to_str().unwrap()]);
+    let up = lab(&n, "up", &["--topology", topo.path.to_str().unwrap()]);
     let t = text(&up);
     assert!(!up.status.success(), "{t}");
     assert!(
@@ -223,7 +239,6 @@ fn a_node_whose_namespace_would_be_the_switchs_is_refused_before_anything_is_mad
         .join(format!("{n}-site"))
         .exists());
     drop(guard);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -231,18 +246,14 @@ fn an_index_beyond_a_small_site_is_refused_against_its_pod() {
     if !ready("lab::small-site") {
         return;
     }
-    let dir = std::env::temp_dir().join(format!("netlab-topo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let topo = dir.join("site29.yaml");
-    std::fs::write(
-        &topo,
+    let topo = topology_file(
+        "site29",
         "site: {ipv4: 192.0.2.0/29, gateway4: 192.0.2.1, dns: [198.51.100.53]}\n\
          nodes:\n  - {name: mlab1, offset: 3, labels: {mlab/type: physical}}\n",
-    )
-    .unwrap();
+    );
     let n = name("s");
     let guard = Guard(n.clone());
-    let up = lab(&n, "up", &["--topology", topo.to_str().unwrap()]);
+    let up = lab(&n, "up", &["--topology", topo.path.to_str().unwrap()]);
     let t = text(&up);
     assert!(up.status.success(), "{t}");
     // Index 2 fits a /29 with the machine at +3; index 5 (wehe) does not, and index2ip says why and what fits.
@@ -262,7 +273,6 @@ fn an_index_beyond_a_small_site_is_refused_against_its_pod() {
     let check = lab(&n, "check", &[]);
     assert_eq!(check.status.code(), Some(1), "{}", text(&check));
     drop(guard);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -270,21 +280,17 @@ fn two_pods_with_one_index_on_one_node_are_both_reported() {
     if !ready("lab::duplicate") {
         return;
     }
-    let dir = std::env::temp_dir().join(format!("netlab-dup-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let topo = dir.join("dup.yaml");
-    std::fs::write(
-        &topo,
+    let topo = topology_file(
+        "dup",
         "site: {ipv4: 192.0.2.0/26, gateway4: 192.0.2.1}\n\
          nodes:\n  - {name: mlab1, offset: 9, labels: {mlab/type: physical}}\n\
          pods:\n  - name: other-ndt\n    node: mlab1\n    annotations:\n\
          \x20     k8s.v1.cni.cncf.io/networks: index2ip-index-2-conf\n\
          \x20     v1.multus-cni.io/default-network: flannel-experiment-conf\n",
-    )
-    .unwrap();
+    );
     let n = name("x");
     let guard = Guard(n.clone());
-    let up = lab(&n, "up", &["--topology", topo.to_str().unwrap()]);
+    let up = lab(&n, "up", &["--topology", topo.path.to_str().unwrap()]);
     assert!(up.status.success(), "{}", text(&up));
     // The node's own view: its command line and its CNI configuration, where a real node keeps them.
     let node = lab(
@@ -319,7 +325,6 @@ fn two_pods_with_one_index_on_one_node_are_both_reported() {
         "{t}"
     );
     drop(guard);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
