@@ -110,9 +110,7 @@ impl Options {
     pub fn wants(&self, section: &str) -> bool {
         self.only.is_empty() || self.only.iter().any(|s| s == section)
     }
-}
 
-impl Options {
     fn parse(args: &[String]) -> Result<Option<Options>, String> {
         let mut opts = Options {
             iterations: 300,

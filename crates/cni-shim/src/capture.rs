@@ -57,7 +57,7 @@ pub struct Streams {
     pub stderr: Capture,
 }
 
-/// The descriptors [`forward`] joins: the caller's three and the child's three pipe ends.
+/// The descriptors a [`Pump`] joins: the caller's three and the child's three pipe ends.
 #[derive(Debug)]
 pub struct Ends<'a> {
     /// The caller's stdin, read from.
@@ -74,13 +74,6 @@ pub struct Ends<'a> {
     pub child_err: Option<OwnedFd>,
 }
 
-/// Forwards the caller's stdin to the child and the child's stdout and stderr to the caller, in one thread with
-/// one poll(2) loop, keeping a bounded copy of each; returns when the child has closed both of its outputs.
-/// [`Pump::new`] then [`Pump::finish`]; see [`Pump`].
-pub fn forward(ends: Ends<'_>, limit: u64) -> Streams {
-    Pump::new(ends, limit).finish()
-}
-
 /// The caller's stdin as far as it was read before the child started: what the record keeps of it, all of it
 /// (at most a pipe's worth and a chunk), and whether it has ended.
 #[derive(Debug, Default)]
@@ -93,7 +86,8 @@ pub struct StdinSoFar {
     pub ended: bool,
 }
 
-/// The forwarding of one call's three streams.
+/// The forwarding of one call's three streams: the caller's stdin to the child, the child's stdout and stderr to
+/// the caller, in one thread with one poll(2) loop, keeping a bounded copy of each.
 ///
 /// A child that stops reading stdin (or exits) does not block the caller: the rest of stdin is still read and
 /// kept. A caller that closes its stdout or stderr makes the child meet the broken pipe, as it would without the
@@ -400,7 +394,7 @@ mod tests {
         (r.into(), w.into())
     }
 
-    /// Runs [`forward`] on a thread with `child` playing the plugin on the other ends; returns what the caller
+    /// Runs a [`Pump`] with `child` playing the plugin on the other ends; returns what the caller
     /// read on stdout and stderr, and the streams.
     fn call(
         stdin: &[u8],
@@ -448,7 +442,7 @@ mod tests {
             let _ = std::fs::File::from(caller_err_r).read_to_end(&mut err);
             err
         });
-        let streams = forward(
+        let streams = Pump::new(
             Ends {
                 caller_in: Some(caller_in_r.as_fd()),
                 caller_out: Some(caller_out_w.as_fd()),
@@ -458,7 +452,8 @@ mod tests {
                 child_err: Some(child_err_r),
             },
             limit,
-        );
+        )
+        .finish();
         drop((caller_in_r, caller_out_w, caller_err_w));
         plugin.join().expect("the plugin thread");
         writer.join().expect("the writer thread");

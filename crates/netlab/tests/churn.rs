@@ -254,11 +254,9 @@ fn five_hundred_pods_through_the_real_chain_leak_nothing() {
                 name: netns.clone(),
             })
             .unwrap();
-        sys::ip(&["netns", "add", &netns]).unwrap();
-        sys::prepare_netns(
+        sys::add_netns(
             std::slice::from_ref(&netns),
             &[("net.ipv6.conf.default.accept_dad", "0")],
-            true,
         )
         .unwrap();
         state.pods.push(pod.clone());

@@ -198,7 +198,7 @@ fn a_namespace_named_as_the_labs_would_be_is_refused_and_left_alone() {
     let down = lab(&n, "down", &[]);
     assert!(text(&down).contains(&foreign.0), "{}", text(&down));
     assert!(
-        Path::new("/var/run/netns").join(&foreign.0).exists(),
+        netlab::lab::sys::netns_path(&foreign.0).exists(),
         "down removed a namespace that was not the lab's"
     );
     assert!(
@@ -211,7 +211,7 @@ fn a_namespace_named_as_the_labs_would_be_is_refused_and_left_alone() {
         matches!(&made, Err(netlab::lab::Error::NetnsTaken(name)) if *name == foreign.0),
         "{made:?}"
     );
-    assert!(Path::new("/var/run/netns").join(&foreign.0).exists());
+    assert!(netlab::lab::sys::netns_path(&foreign.0).exists());
 }
 
 #[test]
@@ -235,9 +235,7 @@ fn a_node_whose_namespace_would_be_the_switchs_is_refused_before_anything_is_mad
         )),
         "{t}"
     );
-    assert!(!Path::new("/var/run/netns")
-        .join(format!("{n}-site"))
-        .exists());
+    assert!(!netlab::lab::sys::netns_path(&format!("{n}-site")).exists());
     drop(guard);
 }
 

@@ -170,7 +170,7 @@ pub fn up(
         .iter()
         .map(|n| format!("{}-{}", opts.name, n.name))
         .collect();
-    distinct_namespaces(&state, &node_netns, topology, cluster)?;
+    namespaces_free(&state, &node_netns, topology, cluster)?;
     let (mut switch, node_links) = site(&mut state, topology, &node_netns)?;
     let _ = writeln!(
         out,
@@ -287,7 +287,6 @@ pub fn up(
         .iter()
         .map(|p| format!("{}-{}", opts.name, p.name))
         .collect();
-    not_taken(namespaces.iter())?;
     let first_pod = state.pods.len();
     for (plan, netns) in plans.iter().zip(&namespaces) {
         state.created.push(Resource::Netns {
@@ -357,8 +356,8 @@ pub fn up(
     Ok(state)
 }
 
-/// The ipvlan probe's thread, joined however `up` ends: no `ip` it runs may outlive `up`, where a `down` in the same
-/// process could race it.
+/// The ipvlan probe's thread, joined however `up` ends: its links and namespace must not outlive `up`, where a
+/// `down` in the same process could race them.
 struct Probe(Option<std::thread::JoinHandle<bool>>);
 
 impl Probe {
@@ -518,7 +517,6 @@ fn site(
     let (site, inet) = (state.site_netns.clone(), state.inet_netns.clone());
     let own = [site.clone(), inet.clone()];
     let all: Vec<&String> = own.iter().chain(node_netns).collect();
-    not_taken(all.iter().copied())?;
     for ns in &all {
         state.created.push(Resource::Netns {
             name: (*ns).clone(),
@@ -558,9 +556,10 @@ fn site(
     Ok((switch, nodes))
 }
 
-/// Refuses a lab whose namespaces would share a name (a node named `site`, two pods of one name in two
-/// Kubernetes namespaces), before anything is made: the second would fail half-way through `up`.
-fn distinct_namespaces(
+/// Refuses, before anything is made, a lab whose network namespaces would share a name (a node named `site`, two
+/// pods of one name in two Kubernetes namespaces: the second would fail half-way through `up`), or take a name that
+/// exists already (someone else's: every name is recorded for `down` to remove before its namespace is made).
+fn namespaces_free(
     state: &State,
     node_netns: &[String],
     topology: &Topology,
@@ -582,6 +581,9 @@ fn distinct_namespaces(
         )
     });
     for (ns, what) in own.into_iter().chain(nodes).chain(pods) {
+        if sys::netns_path(&ns).exists() {
+            return Err(Error::NetnsTaken(ns));
+        }
         if let Some(first) = seen.insert(ns.clone(), what.clone()) {
             return Err(Error::Lab(format!(
                 "{first} and {what} would both have the network namespace {ns}: rename one in the topology"
@@ -603,21 +605,9 @@ fn disown_taken<T>(state: &mut State, made: Result<T, Error>) -> Result<T, Error
     made
 }
 
-/// Refuses names of network namespaces that exist already: they are someone else's, and a name is recorded for
-/// `down` to remove before its namespace is made.
-fn not_taken<'a>(names: impl Iterator<Item = &'a String>) -> Result<(), Error> {
-    match names
-        .into_iter()
-        .find(|name| Path::new(sys::NETNS_DIR).join(name).exists())
-    {
-        Some(name) => Err(Error::NetnsTaken(name.clone())),
-        None => Ok(()),
-    }
-}
-
 /// A network namespace's file, held open to name the namespace to the kernel.
 fn netns_file(name: &str) -> Result<std::fs::File, Error> {
-    let path = Path::new(sys::NETNS_DIR).join(name);
+    let path = sys::netns_path(name);
     std::fs::File::open(&path).map_err(|e| Error::io(&path, e))
 }
 

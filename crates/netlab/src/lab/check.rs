@@ -280,9 +280,8 @@ fn start_listeners(state: &State, exe: &Path) -> Result<Vec<Child>, Error> {
         for addr in att.result.as_ref().map(addresses).unwrap_or_default() {
             let mut child = Command::new("nsenter")
                 .arg(format!(
-                    "--net={}/{}",
-                    crate::lab::sys::NETNS_DIR,
-                    pod.netns
+                    "--net={}",
+                    crate::lab::sys::netns_path(&pod.netns).display()
                 ))
                 .arg("--")
                 .arg(exe)
@@ -320,9 +319,8 @@ fn stop_listeners(children: Vec<Child>) {
 fn probe(state: &State, exe: &Path, addr: IpAddr, pod: &str) -> Result<(), String> {
     let out = Command::new("nsenter")
         .arg(format!(
-            "--net={}/{}",
-            crate::lab::sys::NETNS_DIR,
-            state.inet_netns
+            "--net={}",
+            crate::lab::sys::netns_path(&state.inet_netns).display()
         ))
         .arg("--")
         .arg(exe)

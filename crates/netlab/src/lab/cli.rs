@@ -127,7 +127,10 @@ pub fn exec(name: &str, node: bool, target: &str, cmd: &[String]) -> Result<Exit
             )));
         };
         namespaces.push(format!("--mount={}", n.mnt.display()));
-        namespaces.push(format!("--net={}/{}", crate::lab::sys::NETNS_DIR, n.netns));
+        namespaces.push(format!(
+            "--net={}",
+            crate::lab::sys::netns_path(&n.netns).display()
+        ));
     } else {
         let Some(p) = state.pod(target) else {
             let names: Vec<&str> = state.pods.iter().map(|p| p.name.as_str()).collect();
@@ -136,7 +139,10 @@ pub fn exec(name: &str, node: bool, target: &str, cmd: &[String]) -> Result<Exit
                 names.join(", ")
             )));
         };
-        namespaces.push(format!("--net={}/{}", crate::lab::sys::NETNS_DIR, p.netns));
+        namespaces.push(format!(
+            "--net={}",
+            crate::lab::sys::netns_path(&p.netns).display()
+        ));
     }
     let Some((program, rest)) = cmd.split_first() else {
         return Err(Error::Lab("exec needs a command after --".into()));

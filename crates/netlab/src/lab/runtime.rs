@@ -128,7 +128,7 @@ impl Runtime {
     pub fn invocation(&self, node: &NodeState, pod: &PodState, ifname: &str) -> Invocation {
         Invocation {
             container_id: container_id(pod),
-            netns: Some(PathBuf::from(crate::lab::sys::NETNS_DIR).join(&pod.netns)),
+            netns: Some(crate::lab::sys::netns_path(&pod.netns)),
             ifname: ifname.to_owned(),
             args: vec![
                 ("IgnoreUnknown".into(), "true".into()),
@@ -139,10 +139,7 @@ impl Runtime {
             path: self.cni_path.clone(),
             // The node's network, then its mount namespace (where /proc/cmdline, /etc/cni/net.d and /var/lib/cni
             // are the node's), entered by the thread that spawns the plugin.
-            namespaces: vec![
-                PathBuf::from(crate::lab::sys::NETNS_DIR).join(&node.netns),
-                node.mnt.clone(),
-            ],
+            namespaces: vec![crate::lab::sys::netns_path(&node.netns), node.mnt.clone()],
             // One W3C trace per pod, as a runtime passing TRACEPARENT gives: with --trace, cni-shim files every
             // call of the pod's set-up under it.
             extra_env: vec![("TRACEPARENT".into(), traceparent(&container_id(pod)).into())],

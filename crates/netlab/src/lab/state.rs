@@ -164,8 +164,7 @@ impl State {
                         path: path.clone(),
                         reason: e.to_string(),
                     })?;
-                let journal = std::fs::read(Path::new(RUN_DIR).join(name).join(POD_JOURNAL))
-                    .unwrap_or_default();
+                let journal = std::fs::read(state.dir.join(POD_JOURNAL)).unwrap_or_default();
                 // Only lines written after this state file: older ones (a crash between the whole save and the
                 // journal's emptying) would put back what the whole save superseded. A line cut short by a crash
                 // does not parse and is skipped; the pod's previous line stands.

@@ -1,7 +1,7 @@
-//! Running the system tools the lab drives: `ip`, `nsenter`, `unshare`, `mount`.
+//! The lab's system work: network and mount namespaces made and entered from threads of this process, the ipvlan
+//! probe, and the few tools still run as processes (`ip` for status and tests).
 
 use std::ffi::OsStr;
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -10,7 +10,7 @@ use rustix::io::Errno;
 use rustix::mount::{
     mount_bind, mount_bind_recursive, mount_change, unmount, MountPropagationFlags, UnmountFlags,
 };
-use rustix::thread::{gettid, move_into_link_name_space, LinkNameSpaceType, UnshareFlags};
+use rustix::thread::{gettid, UnshareFlags};
 
 use crate::lab::netlink::{Netlink, LOOPBACK};
 use crate::lab::Error;
@@ -59,24 +59,14 @@ pub fn ip_in(ns: &str, args: &[&str]) -> Result<String, Error> {
     run("ip", all)
 }
 
-/// Sets sysctls inside each of some network namespaces, and brings their loopback up where asked, from this
-/// process. A thread of its own enters each namespace in turn (setns(2) moves only the calling thread), writes the
-/// namespace's own `/proc/sys/net` files and asks the kernel over rtnetlink to bring `lo` up; it ends with the loop,
-/// so nothing else ever runs in a pod's namespace by accident. Keys are dotted and name no interface
-/// (`net.ipv4.ip_forward`). Three processes a namespace (nsenter, sh, ip) cost 4 ms; this costs tens of µs.
-pub fn prepare_netns(
-    namespaces: &[String],
-    settings: &[(&str, &str)],
-    loopback: bool,
-) -> Result<(), Error> {
-    namespaces_from_a_thread(namespaces, settings, loopback, false, false).map(drop)
-}
-
-/// `ip netns add` for each name, then [`prepare_netns`] with `lo` up, from the same thread: it makes each namespace
-/// by leaving for a new one (unshare(2)) and binding it onto its file under [`NETNS_DIR`], as `ip` does, and is in it
-/// for the rest. The file is made first, so a name already taken stops there with nothing made for it.
+/// `ip netns add` for each name, then its sysctls (dotted keys naming no interface, `net.ipv4.ip_forward`) and
+/// `lo` up, from one thread of this process: it makes each namespace by leaving for a new one (unshare(2)) and
+/// binding it onto its file under [`NETNS_DIR`], as `ip` does, then writes the namespace's own `/proc/sys/net`
+/// files and brings `lo` up over rtnetlink while it is in it. The thread ends with the loop, so nothing else ever
+/// runs in a pod's namespace by accident. The file is made first, so a name already taken stops there with nothing
+/// made for it ([`Error::NetnsTaken`]).
 pub fn add_netns(namespaces: &[String], settings: &[(&str, &str)]) -> Result<(), Error> {
-    namespaces_from_a_thread(namespaces, settings, true, false, true).map(drop)
+    make_namespaces(namespaces, settings, false).map(drop)
 }
 
 /// [`add_netns`], keeping the rtnetlink socket opened in each namespace, in order, for more changes there.
@@ -84,34 +74,19 @@ pub fn add_netns_for_links(
     namespaces: &[String],
     settings: &[(&str, &str)],
 ) -> Result<Vec<Netlink>, Error> {
-    namespaces_from_a_thread(namespaces, settings, true, true, true)
+    make_namespaces(namespaces, settings, true)
 }
 
-fn namespaces_from_a_thread(
+fn make_namespaces(
     namespaces: &[String],
     settings: &[(&str, &str)],
-    loopback: bool,
     keep: bool,
-    create: bool,
 ) -> Result<Vec<Netlink>, Error> {
-    let work = || -> Result<Vec<Netlink>, Error> {
-        if create {
-            netns_dir_ready()?;
-        }
+    on_a_thread_of_its_own("setting up network namespaces", || {
+        netns_dir_ready()?;
         let mut kept = Vec::new();
         for ns in namespaces {
-            let path = Path::new(NETNS_DIR).join(ns);
-            match create {
-                true => new_netns(&path)?,
-                false => {
-                    let fd = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
-                    move_into_link_name_space(fd.as_fd(), Some(LinkNameSpaceType::Network))
-                        .map_err(|e| Error::Command {
-                            command: format!("setns {}", path.display()),
-                            reason: e.to_string(),
-                        })?;
-                }
-            }
+            new_netns(&netns_path(ns))?;
             for (key, value) in settings {
                 let file = Path::new("/proc/sys").join(key.replace('.', "/"));
                 std::fs::write(&file, value).map_err(|e| Error::Command {
@@ -122,30 +97,35 @@ fn namespaces_from_a_thread(
                     reason: e.to_string(),
                 })?;
             }
-            if loopback || keep {
-                let mut netlink = Netlink::here(ns)?;
-                if loopback {
-                    netlink.set_up(LOOPBACK, None, None)?;
-                }
-                if keep {
-                    kept.push(netlink);
-                }
+            let mut netlink = Netlink::here(ns)?;
+            netlink.set_up(LOOPBACK, None, None)?;
+            if keep {
+                kept.push(netlink);
             }
         }
         Ok(kept)
-    };
+    })
+}
+
+/// Runs `work` on a thread of its own and waits for it: the thread may change its namespaces, which the caller's
+/// never sees. `what` names the work in the errors of a thread that could not start or panicked.
+fn on_a_thread_of_its_own<T: Send>(
+    what: &str,
+    work: impl FnOnce() -> Result<T, Error> + Send,
+) -> Result<T, Error> {
     std::thread::scope(
         |s| match std::thread::Builder::new().spawn_scoped(s, work) {
-            Ok(worker) => worker.join().unwrap_or_else(|_| {
-                Err(Error::Lab(
-                    "setting up network namespaces failed unexpectedly".into(),
-                ))
-            }),
-            Err(e) => Err(Error::Lab(format!(
-                "cannot start a thread to set up network namespaces: {e}"
-            ))),
+            Ok(worker) => worker
+                .join()
+                .unwrap_or_else(|_| Err(Error::Lab(format!("{what} failed unexpectedly")))),
+            Err(e) => Err(Error::Lab(format!("cannot start a thread for {what}: {e}"))),
         },
     )
+}
+
+/// The file a named network namespace is bound to.
+pub fn netns_path(name: &str) -> PathBuf {
+    Path::new(NETNS_DIR).join(name)
 }
 
 /// [`NETNS_DIR`] as `ip netns add` leaves it: a shared mount point of its own, so that a namespace bound there
@@ -269,7 +249,7 @@ pub fn mount_namespace(file: &Path, binds: &[(PathBuf, &str)]) -> Result<(), Err
 /// running that mounts it a second time), then the file. What `ip netns del` does, but it unmounts only once and
 /// then fails with EBUSY on a file still mounted. A namespace already gone is not an error.
 pub fn remove_netns(name: &str) -> Result<(), Error> {
-    let path = Path::new(NETNS_DIR).join(name);
+    let path = netns_path(name);
     let failed = |e: std::io::Error| Error::Command {
         command: format!("ip netns del {name}"),
         reason: e.to_string(),
@@ -317,7 +297,7 @@ pub fn is_root() -> bool {
 /// Whether the kernel can make ipvlan links, probed from a thread in a network namespace of its own that nothing
 /// names: a veth pair and an ipvlan link on it. The namespace goes with the thread and its socket.
 pub fn kernel_has_ipvlan() -> bool {
-    let probe = || -> Result<(), Error> {
+    on_a_thread_of_its_own("the ipvlan probe", || {
         cni::exec::unshare_thread(UnshareFlags::NEWNET).map_err(|e| Error::Command {
             command: "unshare --net".into(),
             reason: e.to_string(),
@@ -326,12 +306,8 @@ pub fn kernel_has_ipvlan() -> bool {
         links.add_veth("probe0", "probe1", None)?;
         let lower = links.index("probe0")?;
         links.add_ipvlan("probe2", lower)
-    };
-    std::thread::scope(|s| {
-        std::thread::Builder::new()
-            .spawn_scoped(s, probe)
-            .is_ok_and(|t| t.join().is_ok_and(|r| r.is_ok()))
     })
+    .is_ok()
 }
 
 /// Paths of mount points below `dir` (from /proc/self/mountinfo), deepest first.
