@@ -117,6 +117,50 @@ impl Lab {
         ]);
         run_command(&mut cmd, &env, config.to_string().as_bytes())
     }
+
+    /// Checks a successful ADD for `index`: its result, and the pod's `net1` address and IPv4 default route.
+    /// Returns the result.
+    fn assert_attached(&self, add: &Output, version: &str, index: u64) -> Value {
+        ok(add);
+        let result = json(add);
+        let expected = format!("192.0.2.{}/26", 112 + index);
+        assert!(
+            result.to_string().contains(&expected),
+            "{version}: {result}"
+        );
+        let addrs = ip(&["-n", self.pod(), "-o", "addr", "show", "dev", "net1"]);
+        assert!(
+            addrs.contains(&format!("inet {expected}")),
+            "{version}: {addrs}"
+        );
+        let route = ip(&["-n", self.pod(), "route", "show", "default"]);
+        assert!(
+            route.contains("default via 192.0.2.65 dev net1"),
+            "{version}: {route}"
+        );
+        result
+    }
+
+    /// Runs cnitool inside the node namespace for the network `network` in `netconf`, attaching `net1` to the pod
+    /// namespace: libcni finds, runs and chains the plugins itself, as a runtime does.
+    fn cnitool(&self, cnitool: &Path, verb: &str, netconf: &Path, network: &str) -> Output {
+        let cni_path = format!(
+            "{REFERENCE}:{}",
+            crate::util::bin().parent().unwrap().display()
+        );
+        let env = [
+            ("CNI_PATH", cni_path),
+            ("NETCONFPATH", netconf.display().to_string()),
+            ("CNI_IFNAME", "net1".to_owned()),
+            ("PATH", "/usr/sbin:/usr/bin:/sbin:/bin".to_owned()),
+        ];
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", self.node()])
+            .arg(cnitool)
+            .args([verb, network])
+            .arg(self.pod_path());
+        run_command(&mut cmd, &env, b"")
+    }
 }
 
 impl Drop for Lab {
@@ -183,7 +227,6 @@ fn attach_detach(tag: &str, plugin: &str, mode: &str) {
     assert!(versions.len() >= 6, "{plugin} shares only {versions:?}");
     for (n, version) in versions.iter().enumerate() {
         let index = n as u64 + 1;
-        let expected = format!("192.0.2.{}/26", 112 + index);
         let expected6 = format!("2001:db8:2d::{}/64", 112 + index);
         let mut config = json!({
             "cniVersion": version,
@@ -194,27 +237,11 @@ fn attach_detach(tag: &str, plugin: &str, mode: &str) {
             "ipam": {"type": "index2ip", "index": index, "cmdline": node.cmdline}
         });
 
-        let add = lab.plugin(plugin, "ADD", &config);
-        ok(&add);
-        let result = json(&add);
-        assert!(
-            result.to_string().contains(&expected),
-            "{version}: {result}"
-        );
-
+        let result = lab.assert_attached(&lab.plugin(plugin, "ADD", &config), version, index);
         let addrs = ip(&["-n", lab.pod(), "-o", "addr", "show", "dev", "net1"]);
-        assert!(
-            addrs.contains(&format!("inet {expected}")),
-            "{version}: {addrs}"
-        );
         assert!(
             addrs.contains(&format!("inet6 {expected6}")),
             "{version}: {addrs}"
-        );
-        let route = ip(&["-n", lab.pod(), "route", "show", "default"]);
-        assert!(
-            route.contains("default via 192.0.2.65 dev net1"),
-            "{version}: {route}"
         );
         let route6 = ip(&["-n", lab.pod(), "-6", "route", "show", "default"]);
         assert!(
@@ -264,6 +291,105 @@ fn attach_detach(tag: &str, plugin: &str, mode: &str) {
         !all.contains(&format!("i2ip-{tag}-{}", std::process::id())),
         "namespaces left behind: {all}"
     );
+}
+
+/// libcni's cached result for a cnitool attachment: `/var/lib/cni/results/NETWORK-CONTAINERID-IFNAME`, the
+/// container ID being cnitool's hash of the namespace path.
+fn cached_results(network: &str) -> Vec<PathBuf> {
+    std::fs::read_dir("/var/lib/cni/results")
+        .map(|dir| {
+            dir.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with(&format!("{network}-cnitool-")))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Removes the cached results of a network on drop, whatever happened.
+struct CachedResults(String);
+
+impl Drop for CachedResults {
+    fn drop(&mut self) {
+        for file in cached_results(&self.0) {
+            let _ = std::fs::remove_file(file);
+        }
+    }
+}
+
+#[test]
+fn cnitool_drives_index2ip_through_macvlan() {
+    const TEST: &str = "interop::cnitool";
+    if !ready(TEST, "macvlan") {
+        return;
+    }
+    let Some(cnitool) = crate::util::upstream_bin().map(|d| d.join("cnitool")) else {
+        skip(
+            TEST,
+            "cnitool is not built: run scripts/upstream.sh (the test command does)",
+            true,
+        );
+        return;
+    };
+    let lab = Lab::new("tool");
+    let node = Node::new(CMDLINE);
+    let netconf = crate::util::TempDir::new("netconf");
+    let versions = shared_versions("macvlan");
+    assert!(versions.len() >= 6, "macvlan shares only {versions:?}");
+    for (n, version) in versions.iter().enumerate() {
+        let index = n as u64 + 1;
+        let network = format!("i2ip-tool-{}-{index}", std::process::id());
+        let _cache = CachedResults(network.clone());
+        // A network list of one plugin, as a NetworkAttachmentDefinition would hold it.
+        let list = json!({
+            "cniVersion": version,
+            "name": network,
+            "plugins": [{
+                "type": "macvlan",
+                "master": "eth0",
+                "mode": "bridge",
+                "ipam": {"type": "index2ip", "index": index, "cmdline": node.cmdline}
+            }]
+        });
+        netconf.file(&format!("{n}.conflist"), list.to_string().as_bytes());
+
+        lab.assert_attached(
+            &lab.cnitool(&cnitool, "add", netconf.path(), &network),
+            version,
+            index,
+        );
+        assert_eq!(
+            cached_results(&network).len(),
+            1,
+            "{version}: libcni cached no result for ADD"
+        );
+
+        // libcni runs CHECK from its cached result, and refuses it below 0.4.0 before any plugin runs.
+        let check = lab.cnitool(&cnitool, "check", netconf.path(), &network);
+        if version.as_str() >= "0.4.0" {
+            ok(&check);
+        } else {
+            assert!(!check.status.success(), "CHECK at {version} passed libcni");
+            let said = String::from_utf8_lossy(&check.stderr);
+            assert!(said.contains("CHECK"), "{version}: {said}");
+        }
+
+        for _ in 0..2 {
+            ok(&lab.cnitool(&cnitool, "del", netconf.path(), &network));
+        }
+        let left = ip(&["-n", lab.pod(), "-o", "link", "show"]);
+        assert!(
+            !left.contains("net1"),
+            "{version}: net1 left behind: {left}"
+        );
+        assert!(
+            cached_results(&network).is_empty(),
+            "{version}: DEL left libcni's cached result"
+        );
+    }
 }
 
 #[test]

@@ -187,3 +187,20 @@ pub fn is_root() -> bool {
         })
         .unwrap_or(false)
 }
+
+/// The directory of the upstream programs `scripts/upstream.sh` built (cnitool, the control plane...): `UPSTREAM_BIN`
+/// when set, else what the script reports for this checkout. `None` when they are not built.
+pub fn upstream_bin() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("UPSTREAM_BIN") {
+        return Some(PathBuf::from(dir));
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/upstream.sh");
+    let out = Command::new("bash")
+        .arg(script)
+        .arg("--bin-dir")
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let dir = String::from_utf8(out.stdout).ok()?;
+    (out.status.success() && !dir.trim().is_empty()).then(|| PathBuf::from(dir.trim()))
+}
