@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The manifest checks the test command runs.
 #
-# Renders k8s/ with kustomize, validates every object Kubernetes knows against the official schemas offline
-# (--strict: unknown fields are errors), lints the source tree and the rendered stream with netlab, and checks that
-# the generated manifests are current. Needs kubectl and kubernetes-validate (scripts/setup.sh installs it).
+# Renders the two apply units of scripts/apply.sh (k8s/crds, then k8s/) with kustomize, validates every object
+# Kubernetes knows against the official schemas offline (--strict: unknown fields are errors), lints the source
+# trees and the rendered streams with netlab, and checks that the generated manifests are current. Needs kubectl and kubernetes-validate (scripts/setup.sh installs it).
 # NETLAB may name a built netlab binary; otherwise it is run through cargo.
 set -euo pipefail
 
@@ -18,13 +18,14 @@ command -v "$validate" >/dev/null || { echo "validate-k8s: $validate is not inst
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
+kubectl kustomize k8s/crds >"$out/crds.yaml"
 kubectl kustomize k8s >"$out/rendered.yaml"
-echo "validate-k8s: rendered $(grep -c '^kind:' "$out/rendered.yaml") objects"
+echo "validate-k8s: rendered $(grep -c '^kind:' "$out/crds.yaml") + $(grep -c '^kind:' "$out/rendered.yaml") objects"
 
 # NetworkAttachmentDefinition is a custom resource the schemas do not know: netlab lint checks those. Any other
 # warning (an unknown kind, a typo'd apiVersion) fails.
 status=0
-"$validate" --strict --quiet "$out/rendered.yaml" >"$out/validate.log" 2>&1 || status=$?
+"$validate" --strict --quiet "$out/crds.yaml" "$out/rendered.yaml" >"$out/validate.log" 2>&1 || status=$?
 grep -v "Couldn't find schema for kind NetworkAttachmentDefinition with api version k8s.cni.cncf.io/v1 " \
     "$out/validate.log" >"$out/other.log" || true
 if [ "$status" -ne 0 ] || [ -s "$out/other.log" ]; then
@@ -35,5 +36,5 @@ fi
 echo "validate-k8s: every built-in object matches the Kubernetes schemas (strict)"
 
 "${netlab[@]}" gen --check
-"${netlab[@]}" lint k8s
-"${netlab[@]}" lint - <"$out/rendered.yaml"
+"${netlab[@]}" lint k8s/crds k8s
+"${netlab[@]}" lint "$out/crds.yaml" "$out/rendered.yaml"

@@ -20,8 +20,6 @@ pub const HEADER: &str =
 /// The spec version of every generated CNI configuration: index2ip speaks 0.1.0 to 1.1.0, the reference plugins
 /// 1.1.1 (ipvlan, tuning, portmap) speak up to 1.0.0, and so does the flannel CNI plugin.
 pub const CNI_VERSION: &str = "1.0.0";
-/// The multus configuration's own version, as multus's thin plugin is commonly run.
-pub const MULTUS_CNI_VERSION: &str = "0.3.1";
 /// The network name both flannel NADs carry. One name means one host-local store: ADD and DEL meet the same store,
 /// and the two NADs cannot hand out the same address from the node's flannel subnet twice.
 pub const FLANNEL_NETWORK: &str = "flannel";
@@ -38,10 +36,19 @@ pub const CLUSTER_NETWORK_NAD: &str = "flannel-conf";
 pub const EXPERIMENT_NETWORK_NAD: &str = "flannel-experiment-conf";
 /// The node interface the index networks' ipvlan links hang off.
 pub const MASTER: &str = "eth0";
-/// flanneld, pinned.
-pub const FLANNEL_IMAGE: &str = "docker.io/flannel/flannel:v0.26.3";
-/// The flannel CNI plugin, pinned to the release that goes with [`FLANNEL_IMAGE`].
-pub const FLANNEL_CNI_IMAGE: &str = "docker.io/flannel/flannel-cni-plugin:v1.6.0-flannel1";
+/// flanneld, pinned to the release upstream/versions.env builds for the tests.
+pub const FLANNEL_IMAGE: &str = "ghcr.io/flannel-io/flannel:v0.28.10";
+/// The flannel CNI plugin, the tag flannel's own manifest of that release names.
+pub const FLANNEL_CNI_IMAGE: &str = "ghcr.io/flannel-io/flannel-cni-plugin:v1.9.1-flannel3";
+/// Where flanneld answers `/healthz` and `/readyz`: loopback only, since flannel runs in the host's network and a
+/// physical node's eth0 is on the internet.
+pub const FLANNEL_HEALTHZ_PORT: u16 = 8081;
+/// The file flanneld writes once it has the node's subnet; multus waits for it before any ADD.
+pub const FLANNEL_SUBNET_ENV: &str = "/run/flannel/subnet.env";
+/// The credentials multus's thin plugin uses: the kubelet's own (kubeadm's path), which the kubelet renews. The
+/// node identity reads pods and writes their status through the Node authorizer; `multus/rbac.yaml` adds reading
+/// NetworkAttachmentDefinitions for the group `system:nodes` (see k8s/README.md, "Multus's credentials").
+pub const NODE_KUBECONFIG: &str = "/etc/kubernetes/kubelet.conf";
 /// Flannel's network: the whole pod range, ...
 pub const FLANNEL_NETWORK_CIDR: &str = "192.168.0.0/16";
 /// ... a /26 per node, vxlan between nodes.
@@ -420,19 +427,17 @@ fn flannel_configmap() -> String {
 
 fn multus_configmap() -> String {
     let conf = obj([
-        ("cniVersion", MULTUS_CNI_VERSION.into()),
+        ("cniVersion", CNI_VERSION.into()),
         ("name", "multus-cni-network".into()),
         ("type", "multus".into()),
         ("clusterNetwork", CLUSTER_NETWORK_NAD.into()),
         ("multusNamespace", SYSTEM_NAMESPACE.into()),
-        (
-            "kubeconfig",
-            "/etc/cni/net.d/multus.d/multus.kubeconfig".into(),
-        ),
+        ("kubeconfig", NODE_KUBECONFIG.into()),
+        ("readinessindicatorfile", FLANNEL_SUBNET_ENV.into()),
         ("capabilities", obj([("portMappings", true.into())])),
     ]);
     format!(
-        "{HEADER}\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: multus-cni-config\n  namespace: {SYSTEM_NAMESPACE}\n  labels:\n    app: multus\ndata:\n  # The primary CNI configuration of physical nodes: thin multus, flannel as the cluster network.\n  00-multus.conf: |\n{}",
+        "{HEADER}\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: multus-cni-config\n  namespace: {SYSTEM_NAMESPACE}\n  labels:\n    app: multus\ndata:\n  # The primary CNI configuration of physical nodes: thin multus, flannel as the cluster network, the kubelet's\n  # credentials, and no pod set up before flanneld has written the node's subnet.\n  00-multus.conf: |\n{}",
         block(&conf, 4)
     )
 }
@@ -462,10 +467,11 @@ fn flannel_daemonset(node_type: NodeType) -> String {
             r#"        # Virtual nodes: flannel is the primary CNI configuration.
         - name: install-cni-conf
           image: {FLANNEL_IMAGE}
+          # flannel's own installer: a temporary file renamed into place.
           command:
-            - sh
-            - -c
-            - cp -f /etc/kube-flannel/cni-conf.json /etc/cni/net.d/.10-flannel.conflist.tmp && mv -f /etc/cni/net.d/.10-flannel.conflist.tmp /etc/cni/net.d/10-flannel.conflist
+            - /opt/bin/install-conf
+            - /etc/kube-flannel/cni-conf.json
+            - /etc/cni/net.d/10-flannel.conflist
           volumeMounts:
             - name: cni-conf
               mountPath: /etc/cni/net.d
@@ -514,6 +520,8 @@ spec:
       tolerations:
         - operator: Exists
           effect: NoSchedule
+        - operator: Exists
+          effect: NoExecute
       initContainers:
         - name: install-cni-plugin
           image: {FLANNEL_CNI_IMAGE}
@@ -532,6 +540,22 @@ spec:
           args:
             - --ip-masq
             - --kube-subnet-mgr
+            - --healthz-ip=127.0.0.1
+            - --healthz-port={FLANNEL_HEALTHZ_PORT}
+          livenessProbe:
+            httpGet:
+              host: 127.0.0.1
+              path: /healthz
+              port: {FLANNEL_HEALTHZ_PORT}
+            initialDelaySeconds: 10
+            periodSeconds: 30
+          readinessProbe:
+            httpGet:
+              host: 127.0.0.1
+              path: /readyz
+              port: {FLANNEL_HEALTHZ_PORT}
+            initialDelaySeconds: 5
+            periodSeconds: 10
           resources:
             requests:
               cpu: 100m
@@ -553,6 +577,8 @@ spec:
                   fieldPath: metadata.namespace
             - name: EVENT_QUEUE_DEPTH
               value: "5000"
+            - name: CONT_WHEN_CACHE_NOT_READY
+              value: "false"
           volumeMounts:
             - name: run
               mountPath: /run/flannel

@@ -25,6 +25,21 @@ pub struct Source {
     pub name: String,
     /// The whole text.
     pub text: String,
+    /// The apply unit it belongs to: the path given on the command line that led to it (a `kubectl apply -k` or
+    /// `-f` of its own), or `<stdin>`.
+    pub unit: String,
+}
+
+impl Source {
+    /// A text that is an apply unit of its own, named `name`.
+    pub fn new(name: impl Into<String>, text: impl Into<String>) -> Source {
+        let name = name.into();
+        Source {
+            unit: name.clone(),
+            name,
+            text: text.into(),
+        }
+    }
 }
 
 /// How a directory with a kustomization becomes YAML.
@@ -49,11 +64,9 @@ pub fn load(paths: &[PathBuf], render: Render) -> Result<(Vec<Source>, Vec<Findi
             std::io::stdin()
                 .read_to_string(&mut text)
                 .map_err(|e| Error::io(Path::new("<stdin>"), e))?;
-            loader.sources.push(Source {
-                name: "<stdin>".into(),
-                text,
-            });
+            loader.sources.push(Source::new("<stdin>", text));
         } else {
+            loader.unit = display(path);
             loader.path(path, render)?;
         }
     }
@@ -65,6 +78,8 @@ struct Loader {
     sources: Vec<Source>,
     findings: Vec<Finding>,
     seen: BTreeSet<PathBuf>,
+    /// The command-line path being read.
+    unit: String,
 }
 
 impl Loader {
@@ -89,6 +104,7 @@ impl Loader {
         self.sources.push(Source {
             name: display(path),
             text,
+            unit: self.unit.clone(),
         });
         Ok(())
     }
@@ -183,6 +199,7 @@ impl Loader {
         self.sources.push(Source {
             name: format!("{} (kubectl kustomize)", display(dir)),
             text,
+            unit: self.unit.clone(),
         });
         Ok(())
     }

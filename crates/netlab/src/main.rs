@@ -36,8 +36,9 @@ enum Command {
     /// Check manifests and a node inventory before applying them.
     Lint {
         /// Manifest files or directories (a directory with a kustomization follows its resources); `-` reads
-        /// standard input, such as `kubectl kustomize k8s` output.
-        #[arg(default_value = "k8s")]
+        /// standard input, such as `kubectl kustomize k8s` output. Each is an apply unit of its own (one
+        /// `kubectl apply`); the default is the two of scripts/apply.sh.
+        #[arg(default_values = ["k8s/crds", "k8s"])]
         paths: Vec<PathBuf>,
         /// A node inventory (`kubectl get nodes -o json` output); `-` reads standard input.
         #[arg(long, value_name = "FILE|-")]

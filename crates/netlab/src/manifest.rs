@@ -24,6 +24,8 @@ pub struct Object {
     pub value: Value,
     /// The source's name.
     pub file: String,
+    /// The apply unit its source belongs to ([`crate::input::Source::unit`]).
+    pub unit: String,
     /// The document's first line in the source (1-based).
     pub line: usize,
     /// The document's lines, for locating keys.
@@ -175,6 +177,7 @@ pub fn parse(sources: &[Source]) -> (Vec<Object>, Vec<Finding>) {
                 namespace: None,
                 value: Value::Null,
                 file: source.name.clone(),
+                unit: source.unit.clone(),
                 line,
                 lines,
             };
@@ -243,10 +246,7 @@ mod tests {
     use super::*;
 
     fn one(text: &str) -> Object {
-        let (mut objects, findings) = parse(&[Source {
-            name: "t.yaml".into(),
-            text: text.into(),
-        }]);
+        let (mut objects, findings) = parse(&[Source::new("t.yaml", text)]);
         assert!(findings.is_empty(), "{findings:?}");
         objects.remove(0)
     }
@@ -263,10 +263,10 @@ mod tests {
 
     #[test]
     fn reports_the_line_of_a_parse_error_and_skips_empty_documents() {
-        let (objects, findings) = parse(&[Source {
-            name: "t.yaml".into(),
-            text: "---\n# only a comment\n---\napiVersion: v1\nkind: A\n---\na: [\n".into(),
-        }]);
+        let (objects, findings) = parse(&[Source::new(
+            "t.yaml",
+            "---\n# only a comment\n---\napiVersion: v1\nkind: A\n---\na: [\n",
+        )]);
         assert_eq!(objects.len(), 1);
         assert_eq!(findings.len(), 1);
         assert!(findings[0].line.is_some_and(|l| l >= 7), "{findings:?}");
@@ -274,10 +274,7 @@ mod tests {
 
     #[test]
     fn expands_lists_and_refuses_documents_without_kind() {
-        let (objects, findings) = parse(&[Source {
-            name: "t".into(),
-            text: "kind: List\napiVersion: v1\nitems:\n- {kind: Node, apiVersion: v1, metadata: {name: n1}}\n---\nfoo: 1\n".into(),
-        }]);
+        let (objects, findings) = parse(&[Source::new("t", "kind: List\napiVersion: v1\nitems:\n- {kind: Node, apiVersion: v1, metadata: {name: n1}}\n---\nfoo: 1\n")]);
         assert_eq!(objects.len(), 1);
         assert_eq!(objects[0].name, "n1");
         assert_eq!(findings.len(), 1);

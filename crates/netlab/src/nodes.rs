@@ -7,13 +7,17 @@ use serde_json::Value;
 
 use crate::Error;
 
-/// One node: its name, labels, and the line its name is on where the text shows it.
+/// One node: its name, labels, pod CIDR, addresses, and the line its name is on where the text shows it.
 #[derive(Debug, Clone)]
 pub struct Node {
     /// `metadata.name`.
     pub name: String,
     /// `metadata.labels`.
     pub labels: BTreeMap<String, String>,
+    /// `spec.podCIDR` (else the first of `spec.podCIDRs`), as written.
+    pub pod_cidr: Option<String>,
+    /// `status.addresses`: (type, address), such as `("InternalIP", "192.0.2.9")`.
+    pub addresses: Vec<(String, String)>,
     /// The 1-based line of its name in the inventory.
     pub line: Option<usize>,
 }
@@ -23,6 +27,27 @@ struct Meta {
     name: String,
     #[serde(default)]
     labels: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize, Default)]
+struct Spec {
+    #[serde(rename = "podCIDR")]
+    pod_cidr: Option<String>,
+    #[serde(rename = "podCIDRs", default)]
+    pod_cidrs: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct Status {
+    #[serde(default)]
+    addresses: Vec<Address>,
+}
+
+#[derive(Deserialize)]
+struct Address {
+    #[serde(rename = "type")]
+    kind: String,
+    address: String,
 }
 
 /// Parses an inventory (JSON or YAML).
@@ -62,10 +87,28 @@ pub fn parse(source_name: &str, text: &str) -> Result<Vec<Node>, Error> {
             .and_then(|m| {
                 serde_json::from_value(m).map_err(|e| bad(format!("item {}: {e}", i + 1)))
             })?;
+        let part = |key: &str| item.get(key).cloned().unwrap_or(Value::Null);
+        let spec: Spec = match part("spec") {
+            Value::Null => Spec::default(),
+            v => {
+                serde_json::from_value(v).map_err(|e| bad(format!("item {}: spec: {e}", i + 1)))?
+            }
+        };
+        let status: Status = match part("status") {
+            Value::Null => Status::default(),
+            v => serde_json::from_value(v)
+                .map_err(|e| bad(format!("item {}: status: {e}", i + 1)))?,
+        };
         let line = name_line(text, &meta.name);
         nodes.push(Node {
             name: meta.name,
             labels: meta.labels,
+            pod_cidr: spec.pod_cidr.or_else(|| spec.pod_cidrs.into_iter().next()),
+            addresses: status
+                .addresses
+                .into_iter()
+                .map(|a| (a.kind, a.address))
+                .collect(),
             line,
         });
     }

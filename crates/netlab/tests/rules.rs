@@ -1,7 +1,7 @@
 //! One test per lint rule: a small broken manifest that must fail it, beside the repository's own k8s/ (which
 //! gives the networks the workloads refer to), and where it matters the fixed manifest that must pass.
 
-use netlab::input::{load, Render};
+use netlab::input::{load, Render, Source};
 use netlab::lint::{Options, Rule, Severity};
 use netlab::site::SiteBlock;
 
@@ -515,17 +515,7 @@ fn index_default_network() {
 
 #[test]
 fn node_label() {
-    let inventory = r#"{
-  "apiVersion": "v1",
-  "kind": "List",
-  "items": [
-    {"kind": "Node", "metadata": {"name": "mlab1-abc01", "labels": {"mlab/type": "physical"}}},
-    {"kind": "Node", "metadata": {"name": "vm1", "labels": {"mlab/type": "virtual"}}},
-    {"kind": "Node", "metadata": {"name": "mlab2-abc01", "labels": {"kubernetes.io/hostname": "mlab2-abc01"}}},
-    {"kind": "Node", "metadata": {"name": "mlab3-abc01", "labels": {"mlab/type": "Physical"}}}
-  ]
-}"#;
-    let report = lint_with("", Options::default(), Some(inventory));
+    let report = lint_with("", Options::default(), Some(&fixture("nodes/labels.json")));
     let found = only(&report, Rule::NodeLabel);
     assert_eq!(found.len(), 2, "{found:#?}");
     assert!(
@@ -534,10 +524,145 @@ fn node_label() {
     );
     assert_eq!(
         (found[0].file.as_deref(), found[0].line),
-        (Some("nodes.json"), Some(7))
+        (Some("nodes.json"), Some(9))
     );
     assert!(found[1].message.contains("\"Physical\""), "{found:?}");
     assert!(report.failed());
+}
+
+/// The inventory of a cluster set up as k8s/README.md says: no node rule fires.
+#[test]
+fn a_good_node_inventory_passes_every_node_rule() {
+    let report = lint_with("", Options::default(), Some(&fixture("nodes/good.yaml")));
+    assert!(report.findings.is_empty(), "{:#?}", report.findings);
+    assert_eq!(report.summary.nodes, 3);
+}
+
+/// Lints the repository's k8s/ with the inventory `nodes` (a fixture): only `rule` fires, once per entry of
+/// `wanted`, each message containing its entry.
+fn inventory_fires(nodes: &str, rule: Rule, wanted: &[&str]) -> Vec<netlab::lint::Finding> {
+    let report = lint_with("", Options::default(), Some(&fixture(nodes)));
+    let found = only(&report, rule);
+    let messages: Vec<&str> = found.iter().map(|f| f.message.as_str()).collect();
+    assert_eq!(found.len(), wanted.len(), "{messages:#?}");
+    for (message, want) in messages.iter().zip(wanted) {
+        assert!(message.contains(want), "{want:?} not in {message:?}");
+    }
+    found
+}
+
+#[test]
+fn node_pod_cidr() {
+    let found = inventory_fires(
+        "nodes/pod-cidr.yaml",
+        Rule::NodePodCidr,
+        &[
+            "vm1 has no spec.podCIDR: flanneld (--kube-subnet-mgr) takes the node's subnet from it and exits with \"pod cidr not assigned\"; kube-controller-manager needs --allocate-node-cidrs --cluster-cidr=192.168.0.0/16 --node-cidr-mask-size-ipv4=26",
+            "is a /24, not the /26",
+            "outside flannel's network",
+            "not an IPv4 prefix",
+        ],
+    );
+    assert_eq!(found[1].object.as_deref(), Some("Node vm2"));
+    assert_eq!(found[1].line, Some(12));
+}
+
+#[test]
+fn node_address() {
+    inventory_fires(
+        "nodes/addresses.yaml",
+        Rule::NodeAddress,
+        &[
+            "mlab1-abc01 is labelled mlab/type=physical but has no public IPv4 address (InternalIP or ExternalIP: 10.1.2.3)",
+            "ExternalIP: none",
+            "192.168.7.7",
+            "machine mlab2, which sits at +22 of its site's /26, but its address 192.0.2.35 is at +35",
+        ],
+    );
+    // On a single-machine /29 site mlab1 sits at +3; mlab2 does not exist there, so its name says nothing.
+    let block = Options {
+        site_block: SiteBlock::parse("/29").unwrap_or_else(|e| panic!("{e}")),
+    };
+    // (The repository's index networks 4 to 12 do not fit a /29 either: index-range says so.)
+    let of_rule = |nodes: &str| -> Vec<String> {
+        lint_with("", block, Some(&fixture(nodes)))
+            .findings
+            .into_iter()
+            .filter(|f| f.rule == Rule::NodeAddress)
+            .map(|f| f.message)
+            .collect()
+    };
+    assert_eq!(of_rule("nodes/addresses.yaml").len(), 3);
+    let good = of_rule("nodes/good.yaml");
+    assert_eq!(good.len(), 1, "{good:?}");
+    assert!(
+        good[0].contains(
+            "mlab1, which sits at +3 of its site's /29, but its address 192.0.2.9 is at +1"
+        ),
+        "{good:?}"
+    );
+}
+
+#[test]
+fn crd_apply_unit() -> Result<(), Box<dyn std::error::Error>> {
+    // The old layout: one kustomization holding the CRD and the networks.
+    let dir = root().join("crates/netlab/tests/fixtures/crd-together");
+    let (sources, early) = load(std::slice::from_ref(&dir), Render::Direct)?;
+    let report = netlab::lint_sources(&sources, None, Options::default(), early)?;
+    let found = only(&report, Rule::CrdApplyUnit);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(
+        found[0].object.as_deref(),
+        Some("CustomResourceDefinition network-attachment-definitions.k8s.cni.cncf.io")
+    );
+    assert!(
+        found[0]
+            .message
+            .contains("1 NetworkAttachmentDefinition of ")
+            && found[0].message.contains("ensure CRDs are installed first")
+            && found[0].message.contains("scripts/apply.sh"),
+        "{found:?}"
+    );
+    // The same files as two applies, the CRD first: nothing fires.
+    let (sources, early) = load(&[dir.join("crds"), dir.join("networks")], Render::Direct)?;
+    let report = netlab::lint_sources(&sources, None, Options::default(), early)?;
+    assert!(report.findings.is_empty(), "{:#?}", report.findings);
+    // Rendered into one stream, it is one apply again.
+    let text: String = sources
+        .iter()
+        .map(|s| format!("{}\n---\n", s.text))
+        .collect();
+    let report = netlab::lint_sources(
+        &[Source::new("<stdin>", text)],
+        None,
+        Options::default(),
+        Vec::new(),
+    )?;
+    assert_eq!(only(&report, Rule::CrdApplyUnit).len(), 1);
+    Ok(())
+}
+
+#[test]
+fn image_registry() {
+    let report = lint_alone(&fixture("images.yaml"));
+    let found = only(&report, Rule::ImageRegistry);
+    let messages: Vec<&str> = found.iter().map(|f| f.message.as_str()).collect();
+    assert_eq!(found.len(), 3, "{messages:#?}");
+    assert!(
+        messages[0].contains("\"busybox:1.36\" names no registry")
+            && messages[0].contains("docker.io/library/busybox:1.36"),
+        "{messages:?}"
+    );
+    assert_eq!(found[0].line, Some(16));
+    assert!(
+        messages[1].contains("docker.io/measurementlab/ndt-server:v0.20.20"),
+        "{messages:?}"
+    );
+    assert!(
+        messages[2].contains("\"localhost/index2ip-installer:0.1.0\""),
+        "{messages:?}"
+    );
+    assert_eq!(found[2].object.as_deref(), Some("CronJob default/nightly"));
 }
 
 /// Every rule has its test above, named after its id.

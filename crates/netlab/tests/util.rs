@@ -10,10 +10,21 @@ pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// The repository's own k8s/ sources, read directly.
+/// A file of tests/fixtures, as text.
+pub fn fixture(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The repository's own k8s/ sources, read directly as scripts/apply.sh applies them: k8s/crds, then k8s.
 pub fn repo_sources() -> Vec<Source> {
-    let (sources, findings) =
-        load(&[root().join("k8s")], Render::Direct).unwrap_or_else(|e| panic!("reading k8s/: {e}"));
+    let (sources, findings) = load(
+        &[root().join("k8s/crds"), root().join("k8s")],
+        Render::Direct,
+    )
+    .unwrap_or_else(|e| panic!("reading k8s/: {e}"));
     assert!(findings.is_empty(), "{findings:?}");
     sources
 }
@@ -21,10 +32,7 @@ pub fn repo_sources() -> Vec<Source> {
 /// Lints the repository's k8s/ plus `extra` (as the file `extra.yaml`) with `options` and an inventory.
 pub fn lint_with(extra: &str, options: Options, nodes: Option<&str>) -> Report {
     let mut sources = repo_sources();
-    sources.push(Source {
-        name: "extra.yaml".into(),
-        text: extra.into(),
-    });
+    sources.push(Source::new("extra.yaml", extra));
     netlab::lint_sources(
         &sources,
         nodes.map(|n| ("nodes.json".to_owned(), n.to_owned())),
@@ -36,10 +44,7 @@ pub fn lint_with(extra: &str, options: Options, nodes: Option<&str>) -> Report {
 
 /// Lints `extra` alone.
 pub fn lint_alone(extra: &str) -> Report {
-    let sources = [Source {
-        name: "extra.yaml".into(),
-        text: extra.into(),
-    }];
+    let sources = [Source::new("extra.yaml", extra)];
     netlab::lint_sources(&sources, None, Options::default(), Vec::new())
         .unwrap_or_else(|e| panic!("lint: {e}"))
 }
@@ -103,7 +108,7 @@ pub fn index_config(version: &str, index: &str) -> String {
 /// annotations mapping) and spec lines (indented for the pod spec). `None` leaves out the annotations mapping.
 pub fn daemonset(name: &str, annotations: &str, spec: &str) -> String {
     format!(
-        "apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: {name}\n  namespace: default\nspec:\n  selector:\n    matchLabels:\n      app: {name}\n  template:\n    metadata:\n      labels:\n        app: {name}\n      annotations:\n{annotations}    spec:\n{spec}      containers:\n        - name: c\n          image: example/c:1\n"
+        "apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: {name}\n  namespace: default\nspec:\n  selector:\n    matchLabels:\n      app: {name}\n  template:\n    metadata:\n      labels:\n        app: {name}\n      annotations:\n{annotations}    spec:\n{spec}      containers:\n        - name: c\n          image: registry.example.org/c:1\n"
     )
 }
 

@@ -2,6 +2,7 @@
 //!
 //! The inputs are parsed once ([`crate::manifest`], [`crate::nodes`]) and every rule reads those types.
 
+mod apply;
 mod multus;
 mod nads;
 mod nodes;
@@ -76,7 +77,11 @@ rules! {
     IndexPodName "index-pod-name" Warning "a workload whose name carries index<N> asks for index network N (index2ip's pod-name fallback agrees)";
     IndexDns "index-dns" Warning "a workload on an index network uses dnsPolicy None with nameservers (ipvlan traffic bypasses kube-proxy)";
     IndexDefaultNetwork "index-default-network" Warning "a workload on an index network replaces its default network with one that has no default route and turns router advertisements off";
+    CrdApplyUnit "crd-apply-unit" Error "no CustomResourceDefinition is applied in one unit (one path, one kubectl apply) with custom resources of its kind";
+    ImageRegistry "image-registry" Error "every container image names its registry (docker.io/..., localhost/..., REGISTRY/...)";
     NodeLabel "node-label" Error "every node in the inventory carries mlab/type=virtual or mlab/type=physical";
+    NodePodCidr "node-pod-cidr" Error "every node in the inventory has a spec.podCIDR of flannel's SubnetLen inside flannel's network (flanneld takes the node's subnet from it)";
+    NodeAddress "node-address" Error "every mlab/type=physical node has a public IPv4 address, at its machine's offset in the site block where its name is mlabN";
 }
 
 /// One problem found.
@@ -191,8 +196,9 @@ pub fn lint(inputs: &Inputs, options: Options, early: Vec<Finding>) -> Report {
     let nads = nads::check(&inputs.objects, options, &mut findings);
     multus::check(&inputs.objects, &nads, &mut findings);
     workloads::check(&inputs.objects, &nads, &mut findings);
+    apply::check(&inputs.objects, &mut findings);
     if let Some((name, nodes)) = &inputs.nodes {
-        nodes::check(name, nodes, &mut findings);
+        nodes::check(name, nodes, &inputs.objects, options, &mut findings);
     }
     findings.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
     let errors = findings
