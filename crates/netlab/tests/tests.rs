@@ -12,12 +12,16 @@
 //!   every index network on one machine, and a duplicate index refused by the kernel against both pods; index2ip's
 //!   ipvlan interop test and cni-shim's netns test run there with real ipvlan;
 //!   `vm-exec` running a shipped file there;
+//! - `apply`: scripts/apply.sh, the documented apply sequence, on a real etcd and kube-apiserver in a network
+//!   namespace (root, the upstream peers): every object accepted the first time, every verb multus and flannel call
+//!   allowed, a second apply a no-op, and the old single apply failing on a clean cluster;
 //! - `cli`: the binary: exit codes, file:line, JSON, `--nodes`, `gen --check` on the checked-in tree and on a
 //!   changed copy.
 
 // A failed unwrap or panic here is a failed test, which is what it should be.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod apply;
 mod churn;
 mod cli;
 mod lab;
