@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
-# Builds the installer image from static binaries and checks what it contains.
+# Builds the installer image from static binaries, checks what it contains, and tags it for a registry.
 #
-#   images/build.sh [--tag NAME:TAG] [--binaries DIR]
+#   images/build.sh [--registry REGISTRY] [--push] [--binaries DIR]
+#
+# The image is REGISTRY/index2ip-installer (default registry: localhost, where podman keeps local builds and what
+# k8s/installer names), tagged twice: VERSION (the workspace's) and VERSION-CONTENT, CONTENT a hash of everything in
+# the image. Roll out by the second: a rebuild with other binaries is another tag, so it reaches every node even
+# with imagePullPolicy IfNotPresent (k8s/README.md, "Rolling out"). Earlier builds keep their tags, to roll back
+# to; `podman --storage-driver vfs rmi` removes them. --push pushes both tags to REGISTRY.
 #
 # --binaries takes index2ip and cni-shim already built (static); otherwise they are built here: musl where the
 # target is installed, static glibc otherwise. Needs podman (vfs storage, so no kernel overlay support is
@@ -10,17 +16,23 @@ set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$root/Cargo.toml" | head -n1)
-tag="index2ip-installer:${version}"
+registry=localhost
+push=0
 bins=""
+usage() { echo "usage: $0 [--registry REGISTRY] [--push] [--binaries DIR]" >&2; exit 2; }
 while [ $# -gt 0 ]; do
     case "$1" in
-    --tag) tag=${2:?--tag needs a value}; shift 2 ;;
+    --registry) registry=${2:?--registry needs a value}; shift 2 ;;
+    --push) push=1; shift ;;
     --binaries) bins=${2:?--binaries needs a directory}; shift 2 ;;
-    *) echo "usage: $0 [--tag NAME:TAG] [--binaries DIR]" >&2; exit 2 ;;
+    *) usage ;;
     esac
 done
+registry=${registry%/}
+name="$registry/index2ip-installer"
 
 fail() { echo "images/build.sh: $*" >&2; exit 1; }
+[ "$push" = 0 ] || [ "$registry" != localhost ] || fail "--push needs --registry: localhost/ is this machine's own store"
 command -v podman >/dev/null || fail "podman is not installed (Debian: apt-get install podman)"
 busybox=/bin/busybox
 [ -x "$busybox" ] || fail "no $busybox (Debian: apt-get install busybox-static)"
@@ -62,9 +74,13 @@ for b in index2ip cni-shim; do
 done
 install -m 0755 "$busybox" "$ctx/busybox"
 install -m 0644 "$root/images/install.sh" "$ctx/install.sh"
+install -m 0644 "$root/images/Containerfile" "$ctx/Containerfile"
 
-old=$(podman --storage-driver vfs image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)
-podman --storage-driver vfs build --quiet --layers=false --build-arg "VERSION=$version" -t "$tag" -f "$root/images/Containerfile" "$ctx" >/dev/null
+# The content tag: the files of the image and the recipe that puts them there.
+content=$(cd "$ctx" && sha256sum Containerfile busybox cni-shim index2ip install.sh | sha256sum | cut -c1-12)
+tag="$name:$version-$content"
+podman --storage-driver vfs build --quiet --layers=false --build-arg "VERSION=$version" \
+    -t "$tag" -t "$name:$version" -f "$ctx/Containerfile" "$ctx" >/dev/null
 
 # What the image holds, exactly.
 mnt=$(podman --storage-driver vfs image mount "$tag")
@@ -87,11 +103,15 @@ esac
 entry=$(podman --storage-driver vfs image inspect --format '{{json .Config.Entrypoint}}' "$tag")
 [ "$entry" = '["/bin/busybox","sh","/install.sh"]' ] || fail "unexpected entrypoint $entry"
 
-# The image this tag named before is ours and now unnamed: remove it rather than leave it behind.
-new=$(podman --storage-driver vfs image inspect --format '{{.Id}}' "$tag")
-if [ -n "$old" ] && [ "$old" != "$new" ]; then
-    podman --storage-driver vfs rmi "$old" >/dev/null 2>&1 || true
-fi
-
 size=$(podman --storage-driver vfs image inspect --format '{{.Size}}' "$tag")
-echo "images/build.sh: built $tag ($size bytes): bin/busybox, install.sh, opt/cni/bin/{index2ip,cni-shim}, all static"
+echo "images/build.sh: built $tag and $name:$version ($size bytes): bin/busybox, install.sh, opt/cni/bin/{index2ip,cni-shim}, all static"
+if [ "$push" = 1 ]; then
+    podman --storage-driver vfs push "$tag"
+    podman --storage-driver vfs push "$name:$version"
+    echo "images/build.sh: pushed $tag and $name:$version"
+fi
+echo "images/build.sh: to roll it out, in your overlay of k8s/ (k8s/README.md, \"Rolling out\"):"
+echo "  images:"
+echo "    - name: localhost/index2ip-installer"
+echo "      newName: $name"
+echo "      newTag: $version-$content"
