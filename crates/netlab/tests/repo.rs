@@ -93,3 +93,42 @@ fn plugin_table_matches_the_installed_reference_plugins() {
     assert_eq!(checked, 16);
     assert_eq!(known("index2ip").map(|k| k.role), Some(Role::Ipam));
 }
+
+/// The images k8s/ runs are the releases upstream/versions.env pins, which the tests build and run (the flannel CNI
+/// plugin aside: see k8s/README.md).
+#[test]
+fn image_tags_agree_with_the_pinned_upstream_releases() {
+    let env = std::fs::read_to_string(root().join("upstream/versions.env"))
+        .unwrap_or_else(|e| panic!("upstream/versions.env: {e}"));
+    let pinned = |key: &str| -> String {
+        env.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("no {key} in upstream/versions.env"))
+            .trim()
+            .to_owned()
+    };
+    let images: Vec<String> = repo_sources()
+        .iter()
+        .flat_map(|s| {
+            s.text
+                .lines()
+                .map(str::trim)
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .filter_map(|l| l.strip_prefix("image: ").map(str::to_owned))
+        .collect();
+    for (repo, key) in [
+        ("ghcr.io/k8snetworkplumbingwg/multus-cni", "MULTUS_VERSION"),
+        ("ghcr.io/flannel-io/flannel", "FLANNEL_VERSION"),
+    ] {
+        let tags: Vec<&str> = images
+            .iter()
+            .filter_map(|i| i.strip_prefix(&format!("{repo}:")))
+            .collect();
+        assert!(!tags.is_empty(), "k8s/ runs no {repo}");
+        for tag in tags {
+            assert_eq!(tag, pinned(key), "{repo} in k8s/ against {key}");
+        }
+    }
+}
