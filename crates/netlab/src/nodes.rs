@@ -14,8 +14,8 @@ pub struct Node {
     pub name: String,
     /// `metadata.labels`.
     pub labels: BTreeMap<String, String>,
-    /// `spec.podCIDR` (else the first of `spec.podCIDRs`), as written.
-    pub pod_cidr: Option<String>,
+    /// `spec.podCIDR` and then `spec.podCIDRs` (a dual-stack node has one of each family), as written.
+    pub pod_cidrs: Vec<String>,
     /// `status.addresses`: (type, address), such as `("InternalIP", "192.0.2.9")`.
     pub addresses: Vec<(String, String)>,
     /// The 1-based line of its name in the inventory.
@@ -103,7 +103,15 @@ pub fn parse(source_name: &str, text: &str) -> Result<Vec<Node>, Error> {
         nodes.push(Node {
             name: meta.name,
             labels: meta.labels,
-            pod_cidr: spec.pod_cidr.or_else(|| spec.pod_cidrs.into_iter().next()),
+            pod_cidrs: spec.pod_cidr.into_iter().chain(spec.pod_cidrs).fold(
+                Vec::new(),
+                |mut all, c| {
+                    if !all.contains(&c) {
+                        all.push(c);
+                    }
+                    all
+                },
+            ),
             addresses: status
                 .addresses
                 .into_iter()

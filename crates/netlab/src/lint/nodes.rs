@@ -85,9 +85,15 @@ fn controller_fix(network: Ipv4Net, len: u8) -> String {
     format!("kube-controller-manager needs --allocate-node-cidrs --cluster-cidr={network} --node-cidr-mask-size-ipv4={len} (kubeadm: networking.podSubnet {network} and controllerManager.extraArgs node-cidr-mask-size-ipv4: \"{len}\")")
 }
 
-/// flanneld with `--kube-subnet-mgr` takes the node's subnet from `spec.podCIDR` and ignores `SubnetLen`.
+/// flanneld with `--kube-subnet-mgr` takes the node's subnet from `spec.podCIDR` (the IPv4 one of `podCIDRs` on a
+/// dual-stack node) and ignores `SubnetLen`.
 fn pod_cidr(n: &Node, (network, len): (Ipv4Net, u8)) -> Option<String> {
-    let Some(text) = &n.pod_cidr else {
+    let v4 = n
+        .pod_cidrs
+        .iter()
+        .find(|c| c.parse::<Ipv4Net>().is_ok())
+        .or(n.pod_cidrs.first());
+    let Some(text) = v4 else {
         return Some(format!(
             "node {} has no spec.podCIDR: flanneld (--kube-subnet-mgr) takes the node's subnet from it and exits with \"pod cidr not assigned\"; {}",
             n.name,
