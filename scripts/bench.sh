@@ -2,6 +2,7 @@
 # Builds index2ip static and dynamic, then measures it side by side with the reference plugins and writes
 # BENCHMARKS.md. Run as root for the attachment cases.
 # Usage: scripts/bench.sh [ITERATIONS [BENCH OPTIONS...]] (default 300; 1 = smoke), e.g. `scripts/bench.sh 300 --only shim`.
+# INDEX2IP_ORIGINAL=PATH adds the original Go index2ip (which the Go module proxy refuses) to the IPAM tables.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,10 +28,23 @@ else
     static_dir=target/static-glibc/x86_64-unknown-linux-gnu/release
 fi
 
+echo "==> building the C floor (crates/bench/c/floor.c)"
+floor_c=target/bench/floor-c
+mkdir -p target/bench
+cc -O2 -static -nostdlib -fno-pie -no-pie -o "$floor_c" crates/bench/c/floor.c
+# The original Go index2ip, where a build of it is named: the Go module proxy refuses its module.
+original=()
+if [ -n "${INDEX2IP_ORIGINAL:-}" ]; then
+    original=(--bin index2ip-original="$INDEX2IP_ORIGINAL")
+else
+    echo "==> the original index2ip is not measured: set INDEX2IP_ORIGINAL to a build of it"
+fi
+
 echo "==> measuring, $iterations calls per case"
 target/release/bench --iterations "$iterations" ${out:+--out "$out"} --notes crates/bench/NOTES.md \
+    --bin floor-c="$floor_c" \
     --bin floor="$static_dir/floor" \
     --bin index2ip-static="$static_dir/index2ip" \
     --bin index2ip-dynamic=target/release/index2ip \
     --bin cni-shim="$static_dir/cni-shim" \
-    --bin netlab=target/release/netlab "${@:2}"
+    --bin netlab=target/release/netlab "${original[@]}" "${@:2}"

@@ -24,7 +24,9 @@ usage: bench [--iterations N] [--only SECTION,...] [--out FILE] [--bin NAME=PATH
   --only SECTIONS  measure only these, comma-separated: start, ipam, attachment, shim, queries, lab
                    (default: all); for working on one part, the report then holds only those sections
   --notes FILE     append this Markdown (the analysis of the figures) to the report
-  --bin NAME=PATH  a binary under test: index2ip-static, index2ip-dynamic, floor (a static do-nothing binary)
+  --bin NAME=PATH  a binary under test: index2ip-static, index2ip-dynamic, index2ip-original (the Go plugin
+                   ours replaces), cni-shim, netlab, floor (a static Rust program that does nothing),
+                   floor-c (a static C program without libc that exits at once: the true floor);
                    missing ones are reported as not measured
 
 Needs the reference plugins in /usr/lib/cni; the attachment cases need root (network namespaces).

@@ -94,23 +94,27 @@ pub enum Outcome {
 /// The one writer of a plugin's stdout: prints the outcome as one line of JSON and picks the exit code. An error
 /// reply carries `version` when it has none of its own. A failed write is reported on stderr and is a failure.
 pub fn write_reply(out: &mut impl Write, version: &str, outcome: Outcome) -> ExitCode {
-    let (written, status) = match outcome {
+    // The reply is rendered whole, then written at once: serialising straight into a locked stdout paid for the
+    // lock and the line buffer's newline search on every small write, a fifth of a plugin's instructions.
+    let mut reply = Vec::with_capacity(512);
+    let (rendered, status) = match outcome {
         Outcome::Result(result, v) => (
-            serde_json::to_writer(&mut *out, &result.at(v)),
+            serde_json::to_writer(&mut reply, &result.at(v)),
             ExitCode::SUCCESS,
         ),
-        Outcome::Version(info) => (serde_json::to_writer(&mut *out, &info), ExitCode::SUCCESS),
+        Outcome::Version(info) => (serde_json::to_writer(&mut reply, &info), ExitCode::SUCCESS),
         Outcome::Done => return ExitCode::SUCCESS,
-        Outcome::Error(mut reply) => {
-            if reply.cni_version.is_empty() {
-                version.clone_into(&mut reply.cni_version);
+        Outcome::Error(mut error) => {
+            if error.cni_version.is_empty() {
+                version.clone_into(&mut error.cni_version);
             }
-            (serde_json::to_writer(&mut *out, &reply), ExitCode::FAILURE)
+            (serde_json::to_writer(&mut reply, &error), ExitCode::FAILURE)
         }
     };
-    let written = written
+    reply.push(b'\n');
+    let written = rendered
         .map_err(io::Error::from)
-        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.write_all(&reply))
         .and_then(|()| out.flush());
     match written {
         Ok(()) => status,
