@@ -17,7 +17,7 @@ use std::process::Output;
 use ipnet::IpNet;
 use serde_json::{json, Value};
 
-use crate::util::{run_with, skip, TempDir};
+use crate::util::run_with;
 
 /// Every version the corpus asks for: what the original answers (0.1.0 to 0.4.0 through its library) and beyond.
 const VERSIONS: [&str; 7] = [
@@ -727,11 +727,10 @@ fn table() -> Vec<String> {
 fn index2ip_against_the_original() {
     const TEST: &str = "differential::index2ip_against_the_original";
     let Some(original) = std::env::var_os("INDEX2IP_ORIGINAL").map(PathBuf::from) else {
-        skip(
+        test_support::skip_unavoidable(
             TEST,
             "the original index2ip is not built: the Go module proxy refuses github.com/m-lab/index2ip, so \
              scripts/upstream.sh cannot build it; set INDEX2IP_ORIGINAL to a build of v1.2.0 to run this test",
-            false,
         );
         return;
     };
@@ -741,16 +740,16 @@ fn index2ip_against_the_original() {
         original.display()
     );
     let ours = crate::util::bin();
-    let files = TempDir::new("differential");
+    let files = test_support::temp_dir("index2ip-differential");
     let mut paths: HashMap<String, PathBuf> = HashMap::new();
     let mut file_for = |cmdline: &str| -> PathBuf {
         let n = paths.len();
         paths
             .entry(cmdline.to_owned())
-            .or_insert_with(|| files.file(&format!("cmdline-{n}"), cmdline.as_bytes()))
+            .or_insert_with(|| test_support::write(files.path(), &format!("cmdline-{n}"), cmdline))
             .clone()
     };
-    let probe_file = files.file("probe", b"");
+    let probe_file = test_support::write(files.path(), "probe", "");
     let cases = corpus(&|case: &Case| {
         std::fs::write(&probe_file, &case.cmdline).unwrap();
         run(&original, case, &probe_file)

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::util::{cni_env, err, run, Node, TempDir};
+use crate::util::{cni_env, err, run, Node};
 
 fn add_raw(stdin: &[u8]) -> std::process::Output {
     run(&cni_env("ADD"), stdin)
@@ -94,8 +94,8 @@ fn hostile_node_files() {
 
 #[test]
 fn unreadable_node_files() {
-    let dir = TempDir::new("unreadable");
-    let big = dir.file("big", &vec![b'x'; (1 << 20) + 1]);
+    let dir = test_support::temp_dir("index2ip-unreadable");
+    let big = test_support::write(dir.path(), "big", vec![b'x'; (1 << 20) + 1]);
     for path in [dir.path().to_path_buf(), dir.path().join("missing"), big] {
         let config = json!({"cniVersion": "1.0.0", "ipam": {"type": "index2ip", "index": 1, "cmdline": path}});
         let msg = err(&crate::util::call("ADD", &config), 5);
@@ -105,9 +105,9 @@ fn unreadable_node_files() {
 
 #[test]
 fn hostile_bytes_and_repeats_in_the_node_file() {
-    let dir = TempDir::new("bytes");
+    let dir = test_support::temp_dir("index2ip-bytes");
     let add = |name: &str, contents: &[u8]| {
-        let path = dir.file(name, contents);
+        let path = test_support::write(dir.path(), name, contents);
         let config = json!({"cniVersion": "1.0.0", "ipam": {"type": "index2ip", "index": 1, "cmdline": path}});
         crate::util::call("ADD", &config)
     };

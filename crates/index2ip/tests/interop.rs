@@ -11,40 +11,24 @@ use std::process::{Command, Output};
 
 use serde_json::{json, Value};
 
-use crate::util::{is_root, json, ok, run_command, run_with, skip, Node};
+use test_support::{ip, need_root, skip, skip_unavoidable, Netns};
+
+use crate::util::{json, ok, run_command, run_with, Node};
 
 const REFERENCE: &str = "/usr/lib/cni";
 const CMDLINE: &str = "epoxy.ipv4=192.0.2.112/26,192.0.2.65,192.0.2.53,192.0.2.54 \
                        epoxy.ipv6=2001:db8:2d::112/64,2001:db8:2d::1,2001:db8::53,2001:db8::54\n";
 
-/// Runs `ip` and fails the test on error.
-fn ip(args: &[&str]) -> String {
-    let out = Command::new("ip").args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Namespaces and links made by one test, removed on drop. Deleting a namespace removes the links in it.
+/// Namespaces and links made by one test, removed on drop with everything in them.
 struct Lab {
-    names: Vec<String>,
+    ns: Netns,
 }
 
 impl Lab {
     fn new(tag: &str) -> Lab {
-        let pid = std::process::id();
-        let names: Vec<String> = ["node", "pod", "up"]
-            .iter()
-            .map(|r| format!("i2ip-{tag}-{pid}-{r}"))
-            .collect();
-        let lab = Lab { names };
-        for ns in &lab.names {
-            ip(&["netns", "add", ns]);
-        }
+        let lab = Lab {
+            ns: Netns::new(&format!("i2ip-{tag}"), &["node", "pod", "up"]),
+        };
         let (node, pod, up) = (lab.node(), lab.pod(), lab.up());
         ip(&[
             "-n", node, "link", "add", "eth0", "type", "veth", "peer", "name", "uplink", "netns",
@@ -84,16 +68,16 @@ impl Lab {
     }
 
     fn node(&self) -> &str {
-        &self.names[0]
+        self.ns.name(0)
     }
     fn pod(&self) -> &str {
-        &self.names[1]
+        self.ns.name(1)
     }
     fn up(&self) -> &str {
-        &self.names[2]
+        self.ns.name(2)
     }
     fn pod_path(&self) -> PathBuf {
-        Path::new("/var/run/netns").join(self.pod())
+        self.ns.path(1)
     }
 
     /// Runs a main plugin inside the node namespace, as a runtime on that node would.
@@ -163,14 +147,6 @@ impl Lab {
     }
 }
 
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for ns in &self.names {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
-    }
-}
-
 /// The versions both the reference plugin and index2ip speak.
 fn shared_versions(plugin: &str) -> Vec<String> {
     let out = run_with(
@@ -200,8 +176,7 @@ fn shared_versions(plugin: &str) -> Vec<String> {
 
 /// Whether the tools the test needs are here; reports and returns false otherwise.
 fn ready(test: &str, plugin: &str) -> bool {
-    if !is_root() {
-        skip(test, "needs root to create network namespaces", true);
+    if !need_root(test) {
         return false;
     }
     for tool in [format!("{REFERENCE}/{plugin}"), "/usr/bin/ping".to_owned()] {
@@ -211,7 +186,6 @@ fn ready(test: &str, plugin: &str) -> bool {
                 &format!(
                     "{tool} is missing (apt-get install containernetworking-plugins iputils-ping)"
                 ),
-                true,
             );
             return false;
         }
@@ -326,17 +300,16 @@ fn cnitool_drives_index2ip_through_macvlan() {
     if !ready(TEST, "macvlan") {
         return;
     }
-    let Some(cnitool) = crate::util::upstream_bin().map(|d| d.join("cnitool")) else {
+    let Some(cnitool) = test_support::upstream_bin().map(|d| d.join("cnitool")) else {
         skip(
             TEST,
             "cnitool is not built: run scripts/upstream.sh (the test command does)",
-            true,
         );
         return;
     };
     let lab = Lab::new("tool");
     let node = Node::new(CMDLINE);
-    let netconf = crate::util::TempDir::new("netconf");
+    let netconf = test_support::temp_dir("index2ip-netconf");
     let versions = shared_versions("macvlan");
     assert!(versions.len() >= 6, "macvlan shares only {versions:?}");
     for (n, version) in versions.iter().enumerate() {
@@ -354,7 +327,7 @@ fn cnitool_drives_index2ip_through_macvlan() {
                 "ipam": {"type": "index2ip", "index": index, "cmdline": node.cmdline}
             }]
         });
-        netconf.file(&format!("{n}.conflist"), list.to_string().as_bytes());
+        test_support::write(netconf.path(), &format!("{n}.conflist"), list.to_string());
 
         lab.assert_attached(
             &lab.cnitool(&cnitool, "add", netconf.path(), &network),
@@ -426,10 +399,9 @@ fn ipvlan_uses_index2ip_at_every_shared_version() {
     if has_ipvlan {
         attach_detach("iv", "ipvlan", "l2");
     } else {
-        skip(
+        skip_unavoidable(
             "interop::ipvlan",
             "this kernel has no ipvlan; the macvlan test covers the same IPAM path",
-            false,
         );
     }
 }

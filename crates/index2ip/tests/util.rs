@@ -5,7 +5,6 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_json::Value;
 
@@ -17,46 +16,16 @@ pub fn bin() -> &'static Path {
 /// The example node from the project's documentation.
 pub const EXAMPLE_CMDLINE: &str = "BOOT_IMAGE=/boot/vmlinuz ro epoxy.ipv4=4.14.159.112/26,4.14.159.65,8.8.8.8,8.8.4.4 epoxy.ipv6=2001:1900:2100:2d::112/64,2001:1900:2100:2d::1,2001:4860:4860::8888,2001:4860:4860::8844 console=ttyS0\n";
 
-/// A directory removed when dropped.
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("index2ip-{tag}-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-
-    /// Writes a file in the directory and returns its path.
-    pub fn file(&self, name: &str, contents: &[u8]) -> PathBuf {
-        let p = self.0.join(name);
-        std::fs::write(&p, contents).unwrap();
-        p
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// A node: a temp dir holding a command-line file.
 pub struct Node {
-    pub dir: TempDir,
+    pub dir: tempfile::TempDir,
     pub cmdline: PathBuf,
 }
 
 impl Node {
     pub fn new(cmdline: &str) -> Node {
-        let dir = TempDir::new("node");
-        let cmdline = dir.file("cmdline", cmdline.as_bytes());
+        let dir = test_support::temp_dir("index2ip-node");
+        let cmdline = test_support::write(dir.path(), "cmdline", cmdline);
         Node { dir, cmdline }
     }
 
@@ -164,43 +133,4 @@ pub fn err(out: &Output, code: u64) -> String {
     assert!(!msg.is_empty(), "empty message: {reply}");
     assert!(!msg.ends_with('.'), "messages end without a period: {msg}");
     msg
-}
-
-/// Reports a test that did not run, straight to the terminal (libtest captures `eprintln!`). Under `CI=true` a skip
-/// whose reason could have been avoided fails instead.
-pub fn skip(test: &str, reason: &str, avoidable: bool) {
-    let line = format!("\nSKIPPED {test}: {reason}\n");
-    let _ = std::io::stderr().write_all(line.as_bytes());
-    if avoidable && std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{test} did not run under CI=true: {reason}");
-    }
-}
-
-/// Whether this process runs as root.
-pub fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(|euid| euid == "0"))
-        })
-        .unwrap_or(false)
-}
-
-/// The directory of the upstream programs `scripts/upstream.sh` built (cnitool, the control plane...): `UPSTREAM_BIN`
-/// when set, else what the script reports for this checkout. `None` when they are not built.
-pub fn upstream_bin() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("UPSTREAM_BIN") {
-        return Some(PathBuf::from(dir));
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/upstream.sh");
-    let out = Command::new("bash")
-        .arg(script)
-        .arg("--bin-dir")
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    let dir = String::from_utf8(out.stdout).ok()?;
-    (out.status.success() && !dir.trim().is_empty()).then(|| PathBuf::from(dir.trim()))
 }
