@@ -14,6 +14,8 @@ cd "$(dirname "$0")/.."
 root=$PWD
 
 die() { printf 'upstream: %s\n' "$*" >&2; exit 1; }
+# The Go toolchain's usual home, for shells that did not read a profile.
+command -v go >/dev/null || { [ -x /usr/local/go/bin/go ] && export PATH="/usr/local/go/bin:$PATH"; }
 command -v go >/dev/null || die "no Go toolchain on PATH: install Go 1.26 or newer (Debian: golang-go from backports)"
 
 # shellcheck source=../upstream/versions.env
