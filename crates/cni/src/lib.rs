@@ -8,8 +8,9 @@
 //!   parsed back from any of them;
 //! - [`ErrorReply`] and [`error::code`]: the spec's error object and codes;
 //! - [`plugin`]: the plugin side, where [`plugin::serve`] reads the invocation, calls one [`Plugin`] method and
-//!   writes the reply with the one function that writes a plugin's stdout;
-//! - [`exec`]: the runtime side, running a plugin or a chain of them (`ConfList`) as libcni does.
+//!   writes the reply with the one function that writes a plugin's stdout.
+//!
+//! The runtime side (running a plugin or a chain as libcni does) is the lab's, in `netlab-lab`.
 //!
 //! # Quick start
 //!
@@ -39,7 +40,6 @@ pub mod command;
 pub mod config;
 pub mod env;
 pub mod error;
-pub mod exec;
 pub mod plugin;
 pub mod result;
 pub mod version;

@@ -22,7 +22,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use netlab::input::{load, Render};
+use netlab_lint::input::{load, Render};
 
 use crate::util::{root, skip};
 
@@ -259,7 +259,7 @@ fn object_count() -> usize {
         Render::Direct,
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    netlab::manifest::parse(&sources).0.len()
+    netlab_model::manifest::parse(&sources).0.len()
 }
 
 /// Each line kubectl printed for an object, with the wait's "condition met" left out.
@@ -273,7 +273,7 @@ fn object_lines(out: &Output) -> Vec<String> {
 
 #[test]
 fn documented_sequence_on_a_real_api_server() {
-    if !netlab::lab::sys::is_root() {
+    if !netlab_lab::sys::is_root() {
         skip(
             TEST,
             "needs root: the control plane runs in a network namespace of its own",

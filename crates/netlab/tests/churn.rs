@@ -9,11 +9,12 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 
-use netlab::annotation::{DEFAULT_NETWORK, NETWORKS};
-use netlab::lab::cli::LabArgs;
-use netlab::lab::runtime::{Runtime, MACVLAN_FOR_IPVLAN};
-use netlab::lab::state::{PodState, Resource, State};
-use netlab::lab::{cli, manifests, sys, teardown};
+use netlab_lab::runtime::{Runtime, MACVLAN_FOR_IPVLAN};
+use netlab_lab::state::{PodState, Resource, State};
+use netlab_lab::verbs::LabArgs;
+use netlab_lab::{sys, teardown, verbs};
+use netlab_model::annotation::{DEFAULT_NETWORK, NETWORKS};
+use netlab_model::topology::Topology;
 use serde_json::Value;
 
 use crate::util::{root, skip};
@@ -145,19 +146,22 @@ fn five_hundred_pods_through_the_real_chain_leak_nothing() {
     let _down = Down(name.clone());
     let args = LabArgs {
         name: name.clone(),
-        topology: Some(topo),
+        topology: Some(topo.clone()),
         manifests: root().join("k8s"),
         index2ip: Some(index2ip),
         reference_dir: PathBuf::from("/usr/lib/cni"),
         trace: None,
     };
-    let mut out = Vec::new();
-    let up = cli::up(&args, &mut out);
-    let mut state = up.unwrap_or_else(|e| panic!("up: {e}\n{}", String::from_utf8_lossy(&out)));
     let (sources, _) =
-        netlab::input::load(&[root().join("k8s")], netlab::input::Render::Direct).unwrap();
-    let (objects, _) = netlab::manifest::parse(&sources);
-    let cluster = manifests::cluster(&objects).unwrap();
+        netlab_lint::input::load(&[root().join("k8s")], netlab_lint::input::Render::Direct)
+            .unwrap();
+    let (objects, _) = netlab_model::manifest::parse(&sources);
+    let cluster = netlab_model::cluster::from_objects(&objects).unwrap();
+    let topology =
+        Topology::from_text("one-node.yaml", &std::fs::read_to_string(&topo).unwrap()).unwrap();
+    let mut out = Vec::new();
+    let up = verbs::up(&args, &topology, &cluster, &mut out);
+    let mut state = up.unwrap_or_else(|e| panic!("up: {e}\n{}", String::from_utf8_lossy(&out)));
     let runtime = Runtime {
         cni_path: vec![state.dir.join("bin")],
         has_ipvlan: !state.substitutions.iter().any(|s| s == MACVLAN_FOR_IPVLAN),

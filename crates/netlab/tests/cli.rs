@@ -36,12 +36,17 @@ fn lint_exits_0_on_the_repo_and_1_with_file_line_on_errors(
     );
 
     let dir = tempfile::tempdir()?;
-    let broken = nad(
-        "default",
-        "index2ip-index-3-conf",
-        &index_config("1.0.0", "4"),
-    );
-    fs::write(dir.path().join("bad.yaml"), &broken)?;
+    // An index network whose name says 3 and whose ipam.index is 4; `index2ip-index-3-conf` at line 7.
+    let broken = r#"apiVersion: k8s.cni.cncf.io/v1
+kind: NetworkAttachmentDefinition
+metadata:
+  name: index2ip-index-3-conf
+  namespace: default
+spec:
+  config: |
+    {"cniVersion": "1.0.0", "name": "n", "plugins": [{"type": "ipvlan", "master": "eth0", "mode": "l2", "ipam": {"type": "index2ip", "index": 4}}, {"type": "tuning", "sysctl": {"net.ipv6.conf.IFNAME.accept_ra": "0"}}]}
+"#;
+    fs::write(dir.path().join("bad.yaml"), broken)?;
     let out = netlab(&["lint", "bad.yaml"], dir.path());
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
@@ -118,7 +123,7 @@ fn gen_check_names_changed_missing_and_stale_files_and_gen_repairs_them(
     fs::remove_file(r.join("k8s/multus/configmap.yaml"))?;
     fs::write(
         r.join("k8s/networks/index2ip-index-13-conf.yaml"),
-        format!("{}\nkind: Old\n", netlab::gen::HEADER),
+        format!("{}\nkind: Old\n", netlab_model::gen::HEADER),
     )?;
     fs::write(r.join("k8s/networks/hand-written.yaml"), "kind: Mine\n")?;
     let before = fs::read_to_string(&changed)?;
@@ -168,4 +173,29 @@ fn gen_refuses_a_directory_that_is_not_the_repository() -> Result<(), Box<dyn st
         "wrote into a stranger's directory"
     );
     Ok(())
+}
+
+#[test]
+fn run_refuses_flags_that_do_not_apply_with_or_without_vm() {
+    for (args, names) in [
+        (
+            &["run", "--vm", "--plugins", "/usr/lib/cni"][..],
+            "--plugins",
+        ),
+        (
+            &["run", "--vm", "--index2ip", "/bin/true"][..],
+            "--index2ip",
+        ),
+        (&["run", "--vm-timeout", "5"][..], "--vm"),
+    ] {
+        let out = netlab(args, &root());
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("cannot be used with")
+                || stderr.contains("required arguments were not provided"),
+            "{args:?}: {stderr}"
+        );
+        assert!(stderr.contains(names), "{args:?}: {stderr}");
+    }
 }

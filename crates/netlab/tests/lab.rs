@@ -16,7 +16,7 @@ fn index2ip() -> PathBuf {
 }
 
 fn ready(test: &str) -> bool {
-    if !netlab::lab::sys::is_root() {
+    if !netlab_lab::sys::is_root() {
         skip(
             test,
             "needs root: the lab creates network namespaces and mounts",
@@ -198,7 +198,7 @@ fn a_namespace_named_as_the_labs_would_be_is_refused_and_left_alone() {
     let down = lab(&n, "down", &[]);
     assert!(text(&down).contains(&foreign.0), "{}", text(&down));
     assert!(
-        netlab::lab::sys::netns_path(&foreign.0).exists(),
+        netlab_lab::sys::netns_path(&foreign.0).exists(),
         "down removed a namespace that was not the lab's"
     );
     assert!(
@@ -206,12 +206,12 @@ fn a_namespace_named_as_the_labs_would_be_is_refused_and_left_alone() {
         "state directory left"
     );
     // Made from under the check (someone else's, made meanwhile): the making itself says so, and touches nothing.
-    let made = netlab::lab::sys::add_netns(std::slice::from_ref(&foreign.0), &[]);
+    let made = netlab_lab::sys::add_netns(std::slice::from_ref(&foreign.0), &[]);
     assert!(
-        matches!(&made, Err(netlab::lab::Error::NetnsTaken(name)) if *name == foreign.0),
+        matches!(&made, Err(netlab_lab::Error::NetnsTaken(name)) if *name == foreign.0),
         "{made:?}"
     );
-    assert!(netlab::lab::sys::netns_path(&foreign.0).exists());
+    assert!(netlab_lab::sys::netns_path(&foreign.0).exists());
 }
 
 #[test]
@@ -235,7 +235,7 @@ fn a_node_whose_namespace_would_be_the_switchs_is_refused_before_anything_is_mad
         )),
         "{t}"
     );
-    assert!(!netlab::lab::sys::netns_path(&format!("{n}-site")).exists());
+    assert!(!netlab_lab::sys::netns_path(&format!("{n}-site")).exists());
     drop(guard);
 }
 
@@ -348,8 +348,8 @@ fn a_lab_killed_during_up_is_fully_removed_by_down() {
 
 #[test]
 fn a_pod_saved_on_its_own_is_read_back_and_a_line_cut_short_is_skipped() {
-    use netlab::lab::state::{PodState, State, POD_JOURNAL};
-    if !netlab::lab::sys::is_root() {
+    use netlab_lab::state::{PodState, State, POD_JOURNAL};
+    if !netlab_lab::sys::is_root() {
         skip(
             "lab::pod-journal",
             "needs root: lab state lives under /run/netlab",

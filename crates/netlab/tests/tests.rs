@@ -1,9 +1,5 @@
-//! netlab's integration tests.
+//! netlab's integration tests: the binary and the lab for real (the rules' own tests are netlab-lint's).
 //!
-//! - `rules`: one test per lint rule, each with a small broken manifest that must fail (and the repository's own
-//!   networks as the world it lives in);
-//! - `repo`: the repository's k8s/ passes lint, read directly and rendered by kubectl; the plugin table agrees
-//!   with the installed reference plugins; the image tags agree with upstream/versions.env;
 //! - `lab`: the lab for real (root): the default lab up, checked and down with nothing left; a /29 site refusing an
 //!   index against the right pod; one index asked for twice on a node; a lab killed during `up` removed by `down`;
 //! - `churn`: 500 pods added and deleted through the real chain on one node (root), nothing leaked, no address
@@ -25,7 +21,5 @@ mod apply;
 mod churn;
 mod cli;
 mod lab;
-mod repo;
-mod rules;
 mod util;
 mod vm;

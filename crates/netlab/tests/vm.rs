@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Mutex;
 
-use netlab::lab::runtime::{IPVLAN_REAL, MACVLAN_FOR_IPVLAN};
+use netlab_lab::runtime::{IPVLAN_REAL, MACVLAN_FOR_IPVLAN};
 
 use crate::util::{root, skip};
 
@@ -30,7 +30,7 @@ fn unavailable(test: &str, why: &str) {
 
 /// The image for this test run, or `None` after saying why there is none.
 fn image(test: &str) -> Option<PathBuf> {
-    if !netlab::lab::sys::is_root() {
+    if !netlab_lab::sys::is_root() {
         skip(test, "needs root: the image's files belong to root");
         return None;
     }

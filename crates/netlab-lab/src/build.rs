@@ -1,0 +1,774 @@
+//! `up`: builds the site, the nodes and the pods, recording each thing in the state file before making it.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+
+use ipnet::Ipv4Net;
+
+use crate::netlink::{Mac, Netlink};
+use crate::runtime::Runtime;
+use crate::state::{NodeState, PodState, Resource, State, RUN_DIR};
+use crate::sys;
+use crate::Error;
+use netlab_model::cluster::Cluster;
+use netlab_model::topology::Topology;
+
+/// The host paths each node sees bound to a directory of its own, so that its plugins (and an operator in
+/// `netlab exec --node`) find that node's CNI configuration, CNI state and flannel subnet file where a real node
+/// keeps them. The mount points must exist on the host.
+pub const NODE_DIRS: [(&str, &str); 3] = [
+    ("net.d", "/etc/cni/net.d"),
+    ("cni-state", "/var/lib/cni"),
+    ("run-flannel", "/run/flannel"),
+];
+/// The file in [`RUN_DIR`] listing the host directories labs created for [`NODE_DIRS`], removed with it by the last
+/// lab down (removing one earlier would unmount it in the other labs' node namespaces).
+pub const CREATED_MARKER: &str = "created-host-dirs";
+
+/// How to bring a lab up.
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    /// The lab's name: its namespaces are `NAME-...`, its state `/run/netlab/NAME`.
+    pub name: String,
+    /// Where the manifests came from, for the record.
+    pub manifests: String,
+    /// The index2ip binary to install into the lab's plugin directory.
+    pub index2ip: PathBuf,
+    /// Debian's reference plugins.
+    pub reference_dir: PathBuf,
+    /// cni-shim, to record every plugin call (`--trace`): the runtime's CNI_PATH is then the shim's directory.
+    pub shim: Option<PathBuf>,
+}
+
+/// A pod to create: name, namespace, node, owner, annotations.
+#[derive(Debug, Clone)]
+pub struct PodPlan {
+    /// Name.
+    pub name: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Node.
+    pub node: String,
+    /// What made it.
+    pub owner: String,
+    /// Annotations.
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// The pods the lab runs: one per node for each pod-network DaemonSet selecting it, a plain pod per node, and the
+/// topology's own.
+pub fn pods(topology: &Topology, cluster: &Cluster) -> Vec<PodPlan> {
+    let mut pods = Vec::new();
+    for node in &topology.nodes {
+        for w in cluster
+            .workloads
+            .iter()
+            .filter(|w| w.selector.matches(&node.labels))
+        {
+            pods.push(PodPlan {
+                name: format!("{}-{}", w.name, node.name),
+                namespace: w.namespace.clone(),
+                node: node.name.clone(),
+                owner: format!("DaemonSet {}/{}", w.namespace, w.name),
+                annotations: w.annotations.clone(),
+            });
+        }
+        pods.push(PodPlan {
+            name: format!("plain-{}", node.name),
+            namespace: "default".into(),
+            node: node.name.clone(),
+            owner: "a plain pod, no network annotations".into(),
+            annotations: BTreeMap::new(),
+        });
+    }
+    for p in &topology.pods {
+        pods.push(PodPlan {
+            name: p.name.clone(),
+            namespace: p.namespace.clone(),
+            node: p.node.clone(),
+            owner: "the topology file".into(),
+            annotations: p.annotations.clone(),
+        });
+    }
+    pods
+}
+
+/// Brings the lab up. On failure the state file holds everything made so far, for `down`.
+pub fn up(
+    opts: &UpOptions,
+    topology: &Topology,
+    cluster: &Cluster,
+    out: &mut dyn Write,
+) -> Result<State, Error> {
+    if !sys::is_root() {
+        return Err(Error::Lab(
+            "the lab needs root: it creates network namespaces and mounts".into(),
+        ));
+    }
+    if let Some(existing) = State::load(&opts.name)? {
+        return Err(Error::Lab(format!(
+            "lab {} is already up (state in {}): run `netlab down` first",
+            existing.name,
+            State::path(&existing.name).display()
+        )));
+    }
+    let dir = Path::new(RUN_DIR).join(&opts.name);
+    let mut state = State {
+        name: opts.name.clone(),
+        dir: dir.clone(),
+        manifests: opts.manifests.clone(),
+        created: vec![Resource::Dir { path: dir.clone() }],
+        site_netns: format!("{}-site", opts.name),
+        inet_netns: format!("{}-inet", opts.name),
+        ..State::default()
+    };
+    {
+        // What labs share (/run/netlab, /var/lib/cni) is made under a lock that `down` takes to remove it.
+        let _lock = shared_lock()?;
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let marker = Path::new(RUN_DIR).join(CREATED_MARKER);
+        let mut created = std::fs::read_to_string(&marker).unwrap_or_default();
+        for (_, host) in NODE_DIRS {
+            // Each ancestor made here is listed before its children, so that removal in reverse finds them empty.
+            let mut missing: Vec<&Path> = Path::new(host)
+                .ancestors()
+                .take_while(|p| !p.exists())
+                .collect();
+            missing.reverse();
+            for d in missing {
+                created.push_str(&format!("{}\n", d.display()));
+                std::fs::write(&marker, &created).map_err(|e| Error::io(&marker, e))?;
+                std::fs::create_dir(d).map_err(|e| Error::io(d, e))?;
+            }
+        }
+    }
+    state.save()?;
+
+    // The ipvlan probe waits on the kernel in a namespace of its own that nothing names: it runs while the lab is
+    // made.
+    let probing = Probe(Some(std::thread::spawn(sys::kernel_has_ipvlan)));
+    let _ = writeln!(
+        out,
+        "==> lab {}: {} nodes, plugins from {}",
+        opts.name,
+        topology.nodes.len(),
+        opts.reference_dir.display()
+    );
+    let bin = plugin_dir(&dir, opts)?;
+    if opts.shim.is_some() {
+        let _ = writeln!(
+            out,
+            "    tracing: every plugin call goes through cni-shim, records in {}",
+            dir.join("trace").display()
+        );
+    }
+    let node_netns: Vec<String> = topology
+        .nodes
+        .iter()
+        .map(|n| format!("{}-{}", opts.name, n.name))
+        .collect();
+    namespaces_free(&state, &node_netns, topology, cluster)?;
+    let (mut switch, node_links) = site(&mut state, topology, &node_netns)?;
+    let _ = writeln!(
+        out,
+        "    site switch {} and internet client {} ({})",
+        state.site_netns,
+        state.inet_netns,
+        state.inet_addresses.join(", ")
+    );
+
+    let mnt = dir.join("mnt");
+    std::fs::create_dir_all(&mnt).map_err(|e| Error::io(&mnt, e))?;
+    state.record(Resource::Mount { path: mnt.clone() })?;
+    sys::private_mount(&mnt)?;
+
+    // Every node's flannel subnet first: each node is programmed with the routes to all the others as it is made.
+    let flannel = cluster.flannel.as_ref();
+    let mut flannel_index = 0u32;
+    let mut subnets = Vec::new();
+    for spec in &topology.nodes {
+        let runs_flannel = cluster.runs_flannel(&spec.labels);
+        subnets.push(match flannel.filter(|_| runs_flannel) {
+            Some(f) => {
+                flannel_index += 1;
+                Some(nth_subnet(f.network, f.subnet_len, flannel_index)?)
+            }
+            None => None,
+        });
+    }
+    // Every node's mount point recorded before any exists; then the nodes are made side by side (each is a few
+    // processes that wait on the kernel) and listed in order.
+    for spec in &topology.nodes {
+        state.created.push(Resource::Mount {
+            path: mnt.join(&spec.name),
+        });
+    }
+    state.save()?;
+    let made: Vec<Result<NodeState, Error>> = std::thread::scope(|scope| {
+        let state = &state;
+        let subnets = &subnets;
+        let workers: Vec<_> = node_links
+            .into_iter()
+            .enumerate()
+            .map(|(i, links)| {
+                std::thread::Builder::new().spawn_scoped(scope, move || {
+                    node(state, topology, cluster, i, subnets, links)
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| match w {
+                Ok(w) => w.join().unwrap_or_else(|_| {
+                    Err(Error::Lab("setting up a node failed unexpectedly".into()))
+                }),
+                // No thread for it: `up` stops there, and `down` removes what was recorded.
+                Err(_) => Err(Error::Lab("cannot start a thread to set up a node".into())),
+            })
+            .collect()
+    });
+    for node in made {
+        let node = node?;
+        let label = node
+            .node_type
+            .clone()
+            .map_or("no mlab/type label".to_owned(), |t| {
+                format!("mlab/type={t}")
+            });
+        let cni = match node.cni_configs.first() {
+            Some((f, _)) => format!("CNI config {f}"),
+            None => "no CNI config".into(),
+        };
+        let fl = node
+            .subnet
+            .as_deref()
+            .map_or("no flannel".to_owned(), |s| format!("flannel {s}"));
+        let _ = writeln!(
+            out,
+            "    node {:<8} {:<22} {:<16} {cni}, {fl}",
+            node.name, label, node.address
+        );
+        state.nodes.push(node);
+    }
+    state.save()?;
+    // Every node's port on the switch, and the internet client's.
+    let br0 = switch.index("br0")?;
+    let ports =
+        std::iter::once("pinet".to_owned()).chain((0..state.nodes.len()).map(|i| format!("p{i}")));
+    for port in ports {
+        let index = switch.index(&port)?;
+        switch.set_up(index, None, Some(br0))?;
+    }
+    let has_ipvlan = probing.result();
+    if has_ipvlan {
+        let _ = writeln!(out, "    {}", crate::runtime::IPVLAN_REAL);
+    } else {
+        state
+            .substitutions
+            .push(crate::runtime::MACVLAN_FOR_IPVLAN.into());
+    }
+
+    let runtime = Runtime {
+        cni_path: vec![bin],
+        has_ipvlan,
+        flannel_network: flannel.map(|f| f.network),
+    };
+    let plans: Vec<PodPlan> = pods(topology, cluster)
+        .into_iter()
+        .filter(|p| state.node(&p.node).is_some())
+        .collect();
+    let _ = writeln!(out, "==> {} pods", plans.len());
+    // Every pod's namespace at once, recorded first, made from this process. The lab starts pods without IPv6
+    // duplicate address detection, which would only add seconds of waiting.
+    let namespaces: Vec<String> = plans
+        .iter()
+        .map(|p| format!("{}-{}", opts.name, p.name))
+        .collect();
+    let first_pod = state.pods.len();
+    for (plan, netns) in plans.iter().zip(&namespaces) {
+        state.created.push(Resource::Netns {
+            name: netns.clone(),
+        });
+        state.pods.push(PodState {
+            name: plan.name.clone(),
+            namespace: plan.namespace.clone(),
+            node: plan.node.clone(),
+            owner: plan.owner.clone(),
+            netns: netns.clone(),
+            ..PodState::default()
+        });
+    }
+    state.save()?;
+    disown_taken(
+        &mut state,
+        sys::add_netns(&namespaces, &[("net.ipv6.conf.default.accept_dad", "0")]),
+    )?;
+    let mut notes = state.substitutions.clone();
+    for (i, plan) in plans.into_iter().enumerate() {
+        let Some(node) = state.node(&plan.node).cloned() else {
+            continue;
+        };
+        let Some(mut pod) = state.pods.get(first_pod + i).cloned() else {
+            continue;
+        };
+        let held: BTreeMap<u32, String> = state
+            .pods
+            .iter()
+            .filter(|p| p.node == plan.node)
+            .flat_map(|p| {
+                p.attachments
+                    .iter()
+                    .filter(|a| a.result.is_some())
+                    .filter_map(|a| a.index.map(|i| (i, p.name.clone())))
+            })
+            .collect();
+        let mut persist = |p: &PodState| state.save_pod(p).map_err(|e| e.to_string());
+        runtime.attach(
+            cluster,
+            &node,
+            &mut pod,
+            &plan.annotations,
+            &held,
+            &mut notes,
+            &mut persist,
+        );
+        pod.network_status = crate::runtime::network_status(&pod);
+        let _ = writeln!(out, "    {}", pod_line(&pod));
+        state.save_pod(&pod)?;
+        if let Some(slot) = state
+            .pods
+            .iter_mut()
+            .find(|p| p.name == pod.name && p.namespace == pod.namespace)
+        {
+            *slot = pod;
+        }
+    }
+    mark_index_conflicts(&mut state);
+    state.substitutions = notes;
+    state.complete = true;
+    state.save()?;
+    for s in &state.substitutions {
+        let _ = writeln!(out, "NOTE: {s}");
+    }
+    Ok(state)
+}
+
+/// The ipvlan probe's thread, joined however `up` ends: its links and namespace must not outlive `up`, where a
+/// `down` in the same process could race them.
+struct Probe(Option<std::thread::JoinHandle<bool>>);
+
+impl Probe {
+    /// Whether the kernel can make ipvlan links; a probe that could not finish says no.
+    fn result(mut self) -> bool {
+        self.0.take().and_then(|h| h.join().ok()).unwrap_or(false)
+    }
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Serialises the set-up and removal of what labs share, across processes: an exclusive lock on /run, which
+/// always exists and is released when the returned file closes.
+pub fn shared_lock() -> Result<std::fs::File, Error> {
+    let run = Path::new("/run");
+    let f = std::fs::File::open(run).map_err(|e| Error::io(run, e))?;
+    f.lock().map_err(|e| Error::io(run, e))?;
+    Ok(f)
+}
+
+/// One line per pod for progress: its interfaces and addresses, or why it has none.
+pub fn pod_line(pod: &PodState) -> String {
+    let ifaces: Vec<String> = pod
+        .attachments
+        .iter()
+        .filter_map(|a| {
+            let r = a.result.as_ref()?;
+            let ips: Vec<&str> = r
+                .get("ips")?
+                .as_array()?
+                .iter()
+                .filter_map(|i| i.get("address")?.as_str())
+                .collect();
+            Some(format!("{} {}", a.ifname, ips.join(" ")))
+        })
+        .collect();
+    match &pod.error {
+        None => format!(
+            "pod {:<22} on {:<6} {}",
+            pod.name,
+            pod.node,
+            ifaces.join(", ")
+        ),
+        Some(e) => format!("pod {:<22} on {:<6} FAILED: {e}", pod.name, pod.node),
+    }
+}
+
+/// Two pods on one node asking for the same index cannot both have it: say so against both.
+fn mark_index_conflicts(state: &mut State) {
+    let mut holders: BTreeMap<(String, u32), Vec<String>> = BTreeMap::new();
+    for p in &state.pods {
+        for a in &p.attachments {
+            if let Some(i) = a.index {
+                holders
+                    .entry((p.node.clone(), i))
+                    .or_default()
+                    .push(p.name.clone());
+            }
+        }
+    }
+    let failures: Vec<(String, String, u32, String)> = state
+        .pods
+        .iter()
+        .flat_map(|p| {
+            p.attachments
+                .iter()
+                .filter_map(|a| Some((p.node.clone(), p.name.clone(), a.index?, a.error.clone()?)))
+        })
+        .collect();
+    for ((node, index), names) in holders.into_iter().filter(|(_, v)| v.len() > 1) {
+        for p in state
+            .pods
+            .iter_mut()
+            .filter(|p| p.node == node && names.contains(&p.name))
+        {
+            let others: Vec<&str> = names
+                .iter()
+                .filter(|n| **n != p.name)
+                .map(String::as_str)
+                .collect();
+            // Every holder hears why the ADD that lost failed: with real ipvlan that is the kernel's own error.
+            let why: Vec<String> = failures
+                .iter()
+                .filter(|(n, _, i, _)| *n == node && *i == index)
+                .map(|(_, pod, _, e)| {
+                    if *pod == p.name {
+                        format!("; this pod's ADD failed: {e}")
+                    } else {
+                        format!("; {pod}'s ADD failed: {e}")
+                    }
+                })
+                .collect();
+            let msg = format!(
+                "index {index} on node {node} is asked for by this pod and {}: one node has one address per index{}",
+                others.join(", "),
+                why.concat()
+            );
+            p.error.get_or_insert(msg);
+        }
+    }
+}
+
+/// The lab's CNI_PATH: the reference plugins, index2ip, and any overrides, as symlinks.
+fn plugin_dir(dir: &Path, opts: &UpOptions) -> Result<PathBuf, Error> {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).map_err(|e| Error::io(&bin, e))?;
+    let entries =
+        std::fs::read_dir(&opts.reference_dir).map_err(|e| Error::io(&opts.reference_dir, e))?;
+    let mut links: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for e in entries.flatten() {
+        links.insert(e.file_name().to_string_lossy().into_owned(), e.path());
+    }
+    let index2ip = opts
+        .index2ip
+        .canonicalize()
+        .map_err(|e| Error::io(&opts.index2ip, e))?;
+    links.insert("index2ip".into(), index2ip);
+    for (name, target) in links {
+        let link = bin.join(&name);
+        std::os::unix::fs::symlink(&target, &link).map_err(|e| Error::io(&link, e))?;
+    }
+    let Some(shim) = &opts.shim else {
+        return Ok(bin);
+    };
+    // Tracing: cni-shim's directory in front of the real one, so every call, delegated ones included, is recorded.
+    let shim_dir = dir.join("shim");
+    sys::run(
+        &shim.display().to_string(),
+        [
+            "install".as_ref(),
+            "--real-dir".as_ref(),
+            bin.as_os_str(),
+            "--shim-dir".as_ref(),
+            shim_dir.as_os_str(),
+            "--log-dir".as_ref(),
+            dir.join("trace").as_os_str(),
+        ],
+    )?;
+    Ok(shim_dir)
+}
+
+/// The site's switch and internet client (which holds the block's gateway addresses), and every node's network
+/// namespace: all recorded before they exist, then made, with their loopback, sysctls, links and addresses, from
+/// this process.
+/// Returns the rtnetlink sockets of the switch and of each node, in the topology's order.
+fn site(
+    state: &mut State,
+    t: &Topology,
+    node_netns: &[String],
+) -> Result<(Netlink, Vec<Netlink>), Error> {
+    let (site, inet) = (state.site_netns.clone(), state.inet_netns.clone());
+    let own = [site.clone(), inet.clone()];
+    let all: Vec<&String> = own.iter().chain(node_netns).collect();
+    for ns in &all {
+        state.created.push(Resource::Netns {
+            name: (*ns).clone(),
+        });
+    }
+    state.save()?;
+    let mut sockets = disown_taken(state, sys::add_netns_for_links(&own, &[]))?.into_iter();
+    let nodes = disown_taken(
+        state,
+        sys::add_netns_for_links(node_netns, &[("net.ipv4.ip_forward", "1")]),
+    )?;
+    let (Some(mut switch), Some(mut client)) = (sockets.next(), sockets.next()) else {
+        return Err(Error::Lab("no rtnetlink socket for the site".into()));
+    };
+    switch.add_bridge("br0")?;
+    let br0 = switch.index("br0")?;
+    switch.set_up(br0, None, None)?;
+    client.add_veth("eth0", "pinet", Some(netns_file(&site)?.as_fd()))?;
+    let eth0 = client.index("eth0")?;
+    client.add_address(
+        eth0,
+        t.site.gateway4.into(),
+        t.site.ipv4.prefix_len(),
+        false,
+    )?;
+    state
+        .inet_addresses
+        .push(format!("{}/{}", t.site.gateway4, t.site.ipv4.prefix_len()));
+    if let (Some(net), Some(gw)) = (t.site.ipv6, t.site.gateway6) {
+        client.add_address(eth0, gw.into(), net.prefix_len(), true)?;
+        state
+            .inet_addresses
+            .push(format!("{gw}/{}", net.prefix_len()));
+    }
+    client.set_up(eth0, None, None)?;
+    state.save()?;
+    Ok((switch, nodes))
+}
+
+/// Refuses, before anything is made, a lab whose network namespaces would share a name (a node named `site`, two
+/// pods of one name in two Kubernetes namespaces: the second would fail half-way through `up`), or take a name that
+/// exists already (someone else's: every name is recorded for `down` to remove before its namespace is made).
+fn namespaces_free(
+    state: &State,
+    node_netns: &[String],
+    topology: &Topology,
+    cluster: &Cluster,
+) -> Result<(), Error> {
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    let own = [
+        (state.site_netns.clone(), "the site switch".to_owned()),
+        (state.inet_netns.clone(), "the internet client".to_owned()),
+    ];
+    let nodes = node_netns
+        .iter()
+        .zip(&topology.nodes)
+        .map(|(ns, n)| (ns.clone(), format!("node {}", n.name)));
+    let pods = pods(topology, cluster).into_iter().map(|p| {
+        (
+            format!("{}-{}", state.name, p.name),
+            format!("pod {}/{}", p.namespace, p.name),
+        )
+    });
+    for (ns, what) in own.into_iter().chain(nodes).chain(pods) {
+        if sys::netns_path(&ns).exists() {
+            return Err(Error::NetnsTaken(ns));
+        }
+        if let Some(first) = seen.insert(ns.clone(), what.clone()) {
+            return Err(Error::Lab(format!(
+                "{first} and {what} would both have the network namespace {ns}: rename one in the topology"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// When a namespace's name turned out to be taken after the check (someone else made it meanwhile), drops it from
+/// what `down` removes before passing the error on: it is not the lab's.
+fn disown_taken<T>(state: &mut State, made: Result<T, Error>) -> Result<T, Error> {
+    if let Err(Error::NetnsTaken(name)) = &made {
+        state
+            .created
+            .retain(|r| !matches!(r, Resource::Netns { name: n } if n == name));
+        state.save()?;
+    }
+    made
+}
+
+/// A network namespace's file, held open to name the namespace to the kernel.
+fn netns_file(name: &str) -> Result<std::fs::File, Error> {
+    let path = sys::netns_path(name);
+    std::fs::File::open(&path).map_err(|e| Error::io(&path, e))
+}
+
+/// Node `i` of the topology; `subnets` holds every node's flannel subnet, by index.
+fn node(
+    state: &State,
+    t: &Topology,
+    cluster: &Cluster,
+    i: usize,
+    subnets: &[Option<Ipv4Net>],
+    mut links: Netlink,
+) -> Result<NodeState, Error> {
+    let (Some(spec), Some(&subnet)) = (t.nodes.get(i), subnets.get(i)) else {
+        return Err(Error::Lab(format!("no node {i} in the topology")));
+    };
+    let netns = format!("{}-{}", state.name, spec.name);
+    let dir = state.dir.join("nodes").join(&spec.name);
+    for (own, _) in NODE_DIRS {
+        let d = dir.join(own);
+        std::fs::create_dir_all(&d).map_err(|e| Error::io(&d, e))?;
+    }
+    let net_d = dir.join("net.d");
+    let cmdline = dir.join("cmdline");
+    std::fs::write(&cmdline, t.cmdline(spec)).map_err(|e| Error::io(&cmdline, e))?;
+    let cni_configs = cluster.configs_for(&spec.labels);
+    for (name, text) in &cni_configs {
+        let p = net_d.join(name);
+        std::fs::write(&p, text).map_err(|e| Error::io(&p, e))?;
+    }
+
+    // The namespace exists (made with the site's); its side is made over its own rtnetlink socket, its port on the
+    // switch is attached with the others'.
+    let port = format!("p{i}");
+    let address = t.node_address(spec);
+    links.add_veth("eth0", &port, Some(netns_file(&state.site_netns)?.as_fd()))?;
+    let eth0 = links.index("eth0")?;
+    links.add_address(eth0, address.into(), t.site.ipv4.prefix_len(), false)?;
+    if let (Some(a6), Some(net)) = (t.node_address6(spec), t.site.ipv6) {
+        links.add_address(eth0, a6.into(), net.prefix_len(), true)?;
+    }
+    links.set_up(eth0, None, None)?;
+    links.add_route(None, t.site.gateway4.into(), None, false)?;
+    flannel(&mut links, t, i, eth0, subnets)?;
+
+    // The node's own view of the files its plugins read: its kernel command line and its CNI state.
+    let mnt = state.dir.join("mnt").join(&spec.name);
+    std::fs::write(&mnt, "").map_err(|e| Error::io(&mnt, e))?;
+    // Four bind mounts in a mount namespace of the node's own, made from this process.
+    let binds = [
+        (cmdline.clone(), "/proc/cmdline"),
+        (dir.join("net.d"), "/etc/cni/net.d"),
+        (dir.join("cni-state"), "/var/lib/cni"),
+        (dir.join("run-flannel"), "/run/flannel"),
+    ];
+    sys::mount_namespace(&mnt, &binds)?;
+
+    if let Some(sn) = subnet {
+        let env = format!(
+            "FLANNEL_NETWORK={}\nFLANNEL_SUBNET={}/{}\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n",
+            cluster
+                .flannel
+                .as_ref()
+                .map(|f| f.network.to_string())
+                .unwrap_or_default(),
+            first_host(sn),
+            sn.prefix_len()
+        );
+        let p = dir.join("run-flannel").join("subnet.env");
+        std::fs::write(&p, env).map_err(|e| Error::io(&p, e))?;
+    }
+    Ok(NodeState {
+        name: spec.name.clone(),
+        node_type: Topology::node_type(spec).map(str::to_owned),
+        netns,
+        mnt,
+        dir,
+        address: address.to_string(),
+        subnet: subnet.map(|s| s.to_string()),
+        cni_configs,
+    })
+}
+
+fn first_host(net: Ipv4Net) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(net.network()).saturating_add(1))
+}
+
+/// The n-th subnet of flannel's network (the first, holding the network address, is skipped as flannel does).
+fn nth_subnet(network: Ipv4Net, len: u8, n: u32) -> Result<Ipv4Net, Error> {
+    let size = 1u32.checked_shl(32 - u32::from(len)).unwrap_or(0);
+    let base = u32::from(network.network());
+    let start = n.checked_mul(size).and_then(|o| base.checked_add(o));
+    match start.and_then(|s| Ipv4Net::new(Ipv4Addr::from(s), len).ok()) {
+        Some(sn) if network.contains(&sn) => Ok(sn),
+        _ => Err(Error::Lab(format!(
+            "flannel network {network} has no room for a {n}th /{len} subnet"
+        ))),
+    }
+}
+
+/// Node `i`'s VTEP MAC address.
+fn vtep_mac(i: usize) -> Mac {
+    let [.., hi, lo] = i.to_be_bytes();
+    [0x0a, 0x58, 0, 0, hi, lo]
+}
+
+/// What flanneld's vxlan backend makes on node `i`: `flannel.1` over `eth0` (by index) with the subnet's network
+/// address, and for every other node with a subnet a route to that subnet through `flannel.1`, the neighbour entry
+/// of its VTEP and the forwarding entry to its address.
+fn flannel(
+    links: &mut Netlink,
+    t: &Topology,
+    i: usize,
+    eth0: i32,
+    subnets: &[Option<Ipv4Net>],
+) -> Result<(), Error> {
+    let (Some(spec), Some(Some(subnet))) = (t.nodes.get(i), subnets.get(i)) else {
+        return Ok(());
+    };
+    links.add_vxlan(
+        "flannel.1",
+        vtep_mac(i),
+        1,
+        t.node_address(spec),
+        eth0,
+        8472,
+    )?;
+    let vxlan = links.index("flannel.1")?;
+    links.add_address(vxlan, subnet.network().into(), 32, false)?;
+    links.set_up(vxlan, Some(1450), None)?;
+    for (j, (peer, sn)) in t.nodes.iter().zip(subnets).enumerate() {
+        let Some(sn) = sn.filter(|_| j != i) else {
+            continue;
+        };
+        let (vtep, mac) = (sn.network(), vtep_mac(j));
+        links.add_route(
+            Some((sn.network().into(), sn.prefix_len())),
+            vtep.into(),
+            Some(vxlan),
+            true,
+        )?;
+        links.add_neighbour(vxlan, vtep, mac)?;
+        links.append_fdb(vxlan, mac, t.node_address(peer))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flannel_subnets_skip_the_first() {
+        let net: Ipv4Net = "192.168.0.0/16".parse().unwrap();
+        assert_eq!(
+            nth_subnet(net, 26, 1).unwrap().to_string(),
+            "192.168.0.64/26"
+        );
+        assert_eq!(
+            nth_subnet(net, 26, 5).unwrap().to_string(),
+            "192.168.1.64/26"
+        );
+        assert!(nth_subnet(net, 26, 1024).is_err());
+    }
+}
