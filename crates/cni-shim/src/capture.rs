@@ -9,8 +9,7 @@ use rustix::pipe::{splice, SpliceFlags};
 
 /// A bounded copy of a stream: its first `limit` bytes and its total length.
 #[derive(Debug, Clone, Default)]
-pub struct Capture {
-    /// The bytes kept.
+pub(crate) struct Capture {
     pub bytes: Vec<u8>,
     /// How many bytes passed in all.
     pub total: u64,
@@ -19,7 +18,7 @@ pub struct Capture {
 
 impl Capture {
     /// An empty capture keeping at most `limit` bytes.
-    pub fn new(limit: u64) -> Capture {
+    pub(crate) fn new(limit: u64) -> Capture {
         Capture {
             bytes: Vec::new(),
             total: 0,
@@ -28,27 +27,26 @@ impl Capture {
     }
 
     /// Keeps what fits of `chunk` and counts all of it.
-    pub fn push(&mut self, chunk: &[u8]) {
+    pub(crate) fn push(&mut self, chunk: &[u8]) {
         self.total += chunk.len() as u64;
         let room = self.limit.saturating_sub(self.bytes.len());
         self.bytes
             .extend_from_slice(&chunk[..room.min(chunk.len())]);
     }
 
-    /// The most it keeps.
-    pub fn limit(&self) -> u64 {
+    pub(crate) fn limit(&self) -> u64 {
         self.limit as u64
     }
 
     /// Whether bytes were dropped.
-    pub fn truncated(&self) -> bool {
+    pub(crate) fn truncated(&self) -> bool {
         self.total > self.bytes.len() as u64
     }
 }
 
 /// The three streams of a call, as the caller saw them.
 #[derive(Debug, Default)]
-pub struct Streams {
+pub(crate) struct Streams {
     /// What the caller wrote to the plugin.
     pub stdin: Capture,
     /// What the plugin wrote to the caller.
@@ -59,7 +57,7 @@ pub struct Streams {
 
 /// The descriptors a [`Pump`] joins: the caller's three and the child's three pipe ends.
 #[derive(Debug)]
-pub struct Ends<'a> {
+pub(crate) struct Ends<'a> {
     /// The caller's stdin, read from.
     pub caller_in: Option<BorrowedFd<'a>>,
     /// The caller's stdout, written to.
@@ -77,7 +75,7 @@ pub struct Ends<'a> {
 /// The caller's stdin as far as it was read before the child started: what the record keeps of it, all of it
 /// (at most a pipe's worth and a chunk), and whether it has ended.
 #[derive(Debug, Default)]
-pub struct StdinSoFar {
+pub(crate) struct StdinSoFar {
     /// The record's bounded copy.
     pub kept: Capture,
     /// Every byte read.
@@ -94,7 +92,7 @@ pub struct StdinSoFar {
 /// shim. A caller that never closes stdin does not hold up the end. Writes to the caller block, as the child's
 /// own would; the child's ends are made non-blocking so that no read or write of ours waits on it.
 #[derive(Debug)]
-pub struct Pump<'a> {
+pub(crate) struct Pump<'a> {
     ends: Ends<'a>,
     streams: Streams,
     buf: Vec<u8>,
@@ -121,7 +119,7 @@ enum Turn {
 
 impl<'a> Pump<'a> {
     /// Takes the six ends; keeps at most `limit` bytes of each stream.
-    pub fn new(ends: Ends<'a>, limit: u64) -> Pump<'a> {
+    pub(crate) fn new(ends: Ends<'a>, limit: u64) -> Pump<'a> {
         for fd in [&ends.child_in, &ends.child_out, &ends.child_err]
             .into_iter()
             .flatten()
@@ -149,7 +147,7 @@ impl<'a> Pump<'a> {
     /// pipe when the caller's stdin has ended: called before the child exists, so that the child finds its input
     /// (and, for a small one, its end) at its first read, with no wake-up of the shim in between. At most a
     /// pipe's worth moves: a full pipe ends it.
-    pub fn prefill(&mut self) {
+    pub(crate) fn prefill(&mut self) {
         let now = Timespec {
             tv_sec: 0,
             tv_nsec: 0,
@@ -160,7 +158,7 @@ impl<'a> Pump<'a> {
     }
 
     /// What was read of the caller's stdin so far, for a reply of the shim's own when the child could not start.
-    pub fn into_stdin(self) -> StdinSoFar {
+    pub(crate) fn into_stdin(self) -> StdinSoFar {
         StdinSoFar {
             ended: self.ends.caller_in.is_none(),
             kept: self.streams.stdin,
@@ -169,7 +167,7 @@ impl<'a> Pump<'a> {
     }
 
     /// Forwards until the child has closed both of its outputs.
-    pub fn finish(mut self) -> Streams {
+    pub(crate) fn finish(mut self) -> Streams {
         while self.ends.child_out.is_some() || self.ends.child_err.is_some() {
             // A failed poll (no memory): give up; dropping the child's ends gives it end-of-file and broken pipes
             // rather than a hang.

@@ -3,10 +3,9 @@
 //! The pass-through finds it through the directory of the symlink it was run as, never through `CNI_PATH`:
 //! runtimes probe VERSION with `CNI_PATH=dummy`.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -101,8 +100,8 @@ impl ShimConfig {
         Ok(config)
     }
 
-    /// Writes `<shim_dir>/.cni-shim.json` atomically (temp file and rename), mode 0644: it holds no secret and the
-    /// runtime's plugins read it.
+    /// Writes `<shim_dir>/.cni-shim.json` atomically (temp file, flush, rename), mode 0644: it holds no secret
+    /// and the runtime's plugins read it.
     pub fn store(&self, shim_dir: &Path) -> Result<(), Error> {
         let path = shim_dir.join(FILE_NAME);
         let mut text = serde_json::to_vec_pretty(self).map_err(|source| Error::Record {
@@ -110,39 +109,15 @@ impl ShimConfig {
             source,
         })?;
         text.push(b'\n');
-        write_atomically(&path, &text, 0o644)
+        crate::atomic::write(&path, &text, 0o644)
     }
-}
-
-/// Writes a file through a temp file in the same directory and a rename, so no reader ever sees half of it.
-pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Error> {
-    let name = path.file_name().unwrap_or_else(|| OsStr::new("file"));
-    let mut tmp_name = OsString::from(".tmp-");
-    tmp_name.push(name);
-    tmp_name.push(format!("-{}", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
-    let result = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
-        .and_then(|()| fs::rename(&tmp, path));
-    result.map_err(|source| {
-        let _ = fs::remove_file(&tmp);
-        Error::Io {
-            action: "write",
-            path: path.to_owned(),
-            source,
-        }
-    })
 }
 
 /// The shim directory: the directory of the symlink the shim was run as.
 ///
 /// Runtimes exec a plugin by its full path, so `argv[0]` names the directory. A bare name (run from a shell through
 /// `PATH`) is looked up on `PATH` (never `CNI_PATH`), accepting only an entry that is this very executable.
-pub fn locate_shim_dir(argv0: &OsStr) -> Result<PathBuf, Error> {
+pub(crate) fn locate_shim_dir(argv0: &OsStr) -> Result<PathBuf, Error> {
     let path = Path::new(argv0);
     if argv0.as_encoded_bytes().contains(&b'/') {
         return Ok(match path.parent() {

@@ -4,48 +4,36 @@ use std::path::PathBuf;
 
 use cni::error::code;
 
-/// What can go wrong, in the pass-through and in the operator commands.
+/// What can go wrong, in the pass-through and in the operator commands. Each variant's message says what its
+/// fields are.
+#[allow(missing_docs)]
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The shim cannot tell which directory it was run from.
     #[error("cannot locate the shim directory: invoked as {argv0:?}, which names no directory and is not found on PATH")]
-    Locate {
-        /// The name it was run as.
-        argv0: String,
-    },
+    Locate { argv0: String },
     /// The shim's configuration file cannot be read.
     #[error("cannot read the shim configuration {path}: {source}")]
     ConfigRead {
-        /// The file.
         path: PathBuf,
-        /// Why.
         #[source]
         source: std::io::Error,
     },
     /// The shim's configuration file is not valid.
     #[error("the shim configuration {path} is invalid: {source}")]
     ConfigDecode {
-        /// The file.
         path: PathBuf,
-        /// Why.
         #[source]
         source: serde_json::Error,
     },
     /// The configuration is well-formed but unusable.
     #[error("the shim configuration {path} is invalid: {reason}")]
-    ConfigInvalid {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
+    ConfigInvalid { path: PathBuf, reason: String },
     /// The real plugin is not there.
     #[error("the real plugin {path} cannot be run: {source}")]
     RealPluginMissing {
-        /// Where the shim looked.
         path: PathBuf,
-        /// Why.
         #[source]
         source: std::io::Error,
     },
@@ -60,37 +48,26 @@ pub enum Error {
     /// The real plugin could not be started.
     #[error("cannot start the real plugin {path}: {source}")]
     Spawn {
-        /// The plugin.
         path: PathBuf,
-        /// Why.
         #[source]
         source: std::io::Error,
     },
     /// The log directory is unsafe or unusable.
     #[error("log directory {path} refused: {reason}")]
-    LogDir {
-        /// The directory.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
+    LogDir { path: PathBuf, reason: String },
     /// A file-system operation failed.
     #[error("cannot {action} {path}: {source}")]
     Io {
         /// What was being done, as a verb phrase.
         action: &'static str,
-        /// On what.
         path: PathBuf,
-        /// Why.
         #[source]
         source: std::io::Error,
     },
     /// A record could not be encoded or decoded.
     #[error("record {path} is invalid: {source}")]
     Record {
-        /// The record file.
         path: PathBuf,
-        /// Why.
         #[source]
         source: serde_json::Error,
     },
@@ -100,19 +77,12 @@ pub enum Error {
     /// Several records share this id prefix.
     #[error("id {prefix:?} is ambiguous: it matches {}", matches.join(", "))]
     AmbiguousId {
-        /// The prefix given.
         prefix: String,
-        /// The ids it matches.
         matches: Vec<String>,
     },
     /// A runtime configuration file cannot be edited safely.
     #[error("cannot edit {path}: {reason}")]
-    Edit {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
+    Edit { path: PathBuf, reason: String },
     /// A command the operator asked for cannot be done as asked.
     #[error("{0}")]
     Usage(String),
@@ -129,7 +99,7 @@ impl Error {
     }
 
     /// Shorthand for [`Error::Io`].
-    pub fn io(
+    pub(crate) fn io(
         action: &'static str,
         path: impl Into<PathBuf>,
     ) -> impl FnOnce(std::io::Error) -> Error {

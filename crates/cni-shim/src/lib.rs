@@ -18,23 +18,25 @@
 //! cni-shim tree CONTAINER_ID
 //! ```
 
-pub mod b64;
-pub mod capture;
-pub mod cli;
-pub mod commands;
+mod atomic;
+mod capture;
+mod cli;
+mod commands;
 pub mod config;
-pub mod error;
-pub mod passthrough;
-pub mod record;
-pub mod redact;
-pub mod spawn;
-pub mod store;
-pub mod time;
-pub mod trace;
+mod error;
+mod passthrough;
+mod record;
+mod redact;
+mod spawn;
+mod store;
+mod time;
+mod trace;
 
+pub use cli::main as operator_main;
 pub use config::ShimConfig;
 pub use error::Error;
-pub use record::Record;
+pub use passthrough::main as passthrough_main;
+pub use record::{Exit, Payload, Record, FORMAT};
 
 use std::ffi::OsString;
 use std::path::Path;

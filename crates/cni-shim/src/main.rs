@@ -8,8 +8,8 @@ fn main() -> ExitCode {
     // Dispatch on the name before anything else: the pass-through sits on every pod's start-up and must not pay
     // for the operator tool's argument parser.
     if cni_shim::invoked_as_operator(&args) {
-        cni_shim::cli::main(args)
+        cni_shim::operator_main(args)
     } else {
-        cni_shim::passthrough::main(args)
+        cni_shim::passthrough_main(args)
     }
 }

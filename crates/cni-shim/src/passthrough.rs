@@ -7,7 +7,7 @@
 //! plugin.
 
 use std::collections::BTreeMap;
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::os::fd::AsFd;
@@ -32,11 +32,11 @@ use crate::trace::{self, Source, Span};
 use crate::{redact, time, Error};
 
 /// The longest the shim waits for its record to be written before exiting without it.
-pub const RECORD_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const RECORD_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What happened, as the caller saw it.
 #[derive(Debug, Default)]
-pub struct Call {
+pub(crate) struct Call {
     /// The runtime's stdin.
     pub stdin: Capture,
     /// What the caller got on stdout.
@@ -267,7 +267,9 @@ fn reply_error(e: &Error, so_far: StdinSoFar) -> Call {
 
 /// The variables a record keeps: `CNI_*`, `TRACEPARENT` and `TRACESTATE`. Not the whole environment: it may
 /// hold secrets and says nothing about the call.
-pub fn recorded_env(vars: impl Iterator<Item = (OsString, OsString)>) -> BTreeMap<String, String> {
+pub(crate) fn recorded_env(
+    vars: impl Iterator<Item = (OsString, OsString)>,
+) -> BTreeMap<String, String> {
     vars.filter(|(k, _)| {
         let k = k.as_encoded_bytes();
         k.starts_with(b"CNI_") || k == b"TRACEPARENT" || k == b"TRACESTATE"
@@ -283,25 +285,20 @@ pub fn recorded_env(vars: impl Iterator<Item = (OsString, OsString)>) -> BTreeMa
 
 /// What the record needs besides the call.
 #[derive(Debug)]
-pub struct Meta {
+pub(crate) struct Meta {
     /// The recorded variables ([`recorded_env`]).
     pub env: BTreeMap<String, String>,
     /// The name the shim ran as.
     pub plugin: String,
-    /// The real plugin's path.
     pub real: Option<PathBuf>,
-    /// The arguments.
     pub args: Vec<OsString>,
-    /// The call's span.
     pub span: Span,
-    /// When it started.
     pub started: SystemTime,
-    /// How long it took.
     pub duration: Duration,
 }
 
 /// Builds the record from the call and the process environment.
-pub fn build_record(meta: Meta, call: &Call) -> Record {
+pub(crate) fn build_record(meta: Meta, call: &Call) -> Record {
     let mut redacted = Vec::new();
     let mut env = meta.env;
     if let Some(args) = env.get_mut("CNI_ARGS") {
@@ -409,9 +406,4 @@ impl Recorder {
             }
         }
     }
-}
-
-/// The name a plugin symlink must not have: the shim's own.
-pub fn is_shim_name(name: &OsStr) -> bool {
-    name == crate::BINARY_NAME
 }

@@ -2,9 +2,10 @@
 
 use std::collections::BTreeMap;
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-use crate::b64;
 use crate::capture::Capture;
 use crate::redact;
 
@@ -100,7 +101,7 @@ pub struct Payload {
 
 impl Payload {
     /// Encodes a capture, redacting text; reports redactions under `label`.
-    pub fn from_capture(c: &Capture, label: &str, redacted: &mut Vec<String>) -> Payload {
+    pub(crate) fn from_capture(c: &Capture, label: &str, redacted: &mut Vec<String>) -> Payload {
         let (text, base64) = match std::str::from_utf8(&c.bytes) {
             Ok(t) => (
                 Some(redact::redact_text(t, label, redacted).unwrap_or_else(|| t.to_owned())),
@@ -121,7 +122,7 @@ impl Payload {
                 if changed {
                     redacted.push(label.to_owned());
                 }
-                (None, Some(b64::encode(&masked)))
+                (None, Some(BASE64.encode(&masked)))
             }
         };
         Payload {
@@ -136,7 +137,7 @@ impl Payload {
     pub fn bytes(&self) -> Vec<u8> {
         match (&self.text, &self.base64) {
             (Some(t), _) => t.as_bytes().to_vec(),
-            (None, Some(b)) => b64::decode(b).unwrap_or_default(),
+            (None, Some(b)) => BASE64.decode(b).unwrap_or_default(),
             (None, None) => Vec::new(),
         }
     }
@@ -191,12 +192,12 @@ impl Record {
     }
 
     /// The start of the file name the record is stored under (`<stamp>-<id>`): sorts by start time.
-    pub fn file_stem(&self) -> String {
+    pub(crate) fn file_stem(&self) -> String {
         Record::stem(self.start_unix_ns, &self.id)
     }
 
     /// The stem of a record started at `start_unix_ns` with this id, before the record exists.
-    pub fn stem(start_unix_ns: u64, id: &str) -> String {
+    pub(crate) fn stem(start_unix_ns: u64, id: &str) -> String {
         format!("{}-{id}", crate::time::stamp(start_unix_ns))
     }
 }

@@ -7,10 +7,10 @@
 use serde_json::Value;
 
 /// What replaces a secret.
-pub const MARK: &str = "[REDACTED]";
+pub(crate) const MARK: &str = "[REDACTED]";
 
 /// Whether a key names a secret: compared lower-case with `-`, `_` and `.` removed.
-pub fn secret_key(key: &str) -> bool {
+pub(crate) fn secret_key(key: &str) -> bool {
     // Keys are short and ASCII: normalised on the stack, as every key of every record is looked at.
     let mut buf = [0u8; 64];
     let mut len = 0;
@@ -52,7 +52,7 @@ fn secret_normalised(k: &str) -> bool {
 }
 
 /// Whether a string value is a secret whatever its key: a private key, a JWT, a kubeconfig.
-pub fn secret_value(v: &str) -> bool {
+pub(crate) fn secret_value(v: &str) -> bool {
     (v.contains("-----BEGIN") && v.contains("PRIVATE KEY"))
         || looks_like_jwt(v)
         || embedded_kubeconfig(v)
@@ -73,7 +73,7 @@ fn looks_like_jwt(v: &str) -> bool {
 }
 
 /// Redacts in place; appends the JSON pointer of each redacted value to `found`.
-pub fn redact_json(value: &mut Value, pointer: &str, found: &mut Vec<String>) {
+pub(crate) fn redact_json(value: &mut Value, pointer: &str, found: &mut Vec<String>) {
     let mut path = pointer.to_owned();
     redact_at(value, &mut path, found);
 }
@@ -125,7 +125,7 @@ fn redact_at(value: &mut Value, path: &mut String, found: &mut Vec<String>) {
 
 /// Redacts a captured stream. JSON is redacted by key and shape and re-encoded only if something changed; other
 /// text by shape (private key blocks, bearer tokens, JWTs, `password=` pairs). `label` prefixes the reported paths.
-pub fn redact_text(text: &str, label: &str, found: &mut Vec<String>) -> Option<String> {
+pub(crate) fn redact_text(text: &str, label: &str, found: &mut Vec<String>) -> Option<String> {
     let trimmed = text.trim_start();
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
         if let Ok(mut value) = serde_json::from_str::<Value>(text) {
@@ -164,7 +164,7 @@ pub fn redact_text(text: &str, label: &str, found: &mut Vec<String>) -> Option<S
 
 /// Masks the string value after every `"KEY"` `:` whose key names a secret, in bytes that need not be valid JSON or
 /// UTF-8: a capture cut at its bound, a malformed config, one with a stray byte. Everything else is kept as it is.
-pub fn redact_json_like(bytes: &[u8], changed: &mut bool) -> Vec<u8> {
+pub(crate) fn redact_json_like(bytes: &[u8], changed: &mut bool) -> Vec<u8> {
     fn string_end(b: &[u8], mut k: usize) -> usize {
         while k < b.len() {
             match b[k] {
@@ -279,7 +279,7 @@ fn pem_blocks(text: &str, changed: &mut bool) -> String {
 }
 
 /// Redacts the values of secret-looking keys in `CNI_ARGS` (`K=V;K=V`).
-pub fn redact_cni_args(args: &str, found: &mut Vec<String>) -> Option<String> {
+pub(crate) fn redact_cni_args(args: &str, found: &mut Vec<String>) -> Option<String> {
     let mut changed = false;
     let out: Vec<String> = args
         .split(';')

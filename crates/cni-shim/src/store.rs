@@ -22,7 +22,7 @@ const TEMP_PREFIX: &str = ".tmp-";
 
 /// A log directory that passed the safety checks.
 #[derive(Debug, Clone)]
-pub struct LogDir {
+pub(crate) struct LogDir {
     path: PathBuf,
     /// For writing: the directory, held open once checked; records, drafts and pruning work relative to it, so a
     /// directory swapped for a link afterwards is never followed.
@@ -33,7 +33,7 @@ pub struct LogDir {
 /// files relative to it, so that a directory swapped for a link while the call runs is never followed: the record
 /// lands in the directory that was checked, wherever it has been moved.
 #[derive(Debug)]
-pub struct Draft {
+pub(crate) struct Draft {
     dir_path: PathBuf,
     dir: Arc<OwnedFd>,
     file: fs::File,
@@ -46,7 +46,7 @@ impl Draft {
     /// Writes the record and renames the file into place under the record's full name, which carries its size,
     /// verb, outcome, plugin and container, so that pruning needs no stat per file and queries open only the
     /// files that can match.
-    pub fn finish(mut self, record: &Record) -> Result<PathBuf, Error> {
+    pub(crate) fn finish(mut self, record: &Record) -> Result<PathBuf, Error> {
         let bytes = serde_json::to_vec(record).map_err(|source| Error::Record {
             path: self.dir_path.join(record.file_stem()),
             source,
@@ -92,7 +92,7 @@ fn draft_owner_alive(name: &str) -> bool {
 }
 
 /// The effective uid, as the kernel shows it: `/proc/self` is owned by the process's effective user.
-pub fn effective_uid() -> Result<u32, Error> {
+pub(crate) fn effective_uid() -> Result<u32, Error> {
     fs::metadata("/proc/self")
         .map(|m| m.uid())
         .map_err(Error::io("read", "/proc/self"))
@@ -103,7 +103,7 @@ impl LogDir {
     ///
     /// Refuses a symlink, a non-directory, and a directory owned by anyone but the effective user; tightens its
     /// mode to 0700 if looser, since it is ours.
-    pub fn open_for_write(path: &Path) -> Result<LogDir, Error> {
+    pub(crate) fn open_for_write(path: &Path) -> Result<LogDir, Error> {
         let refuse = |reason: &str| Error::LogDir {
             path: path.to_owned(),
             reason: reason.to_owned(),
@@ -156,7 +156,7 @@ impl LogDir {
     }
 
     /// Opens a log directory for reading: it must exist and not be a symlink.
-    pub fn open_for_read(path: &Path) -> Result<LogDir, Error> {
+    pub(crate) fn open_for_read(path: &Path) -> Result<LogDir, Error> {
         let meta = fs::symlink_metadata(path).map_err(Error::io("open the log directory", path))?;
         if meta.file_type().is_symlink() || !meta.is_dir() {
             return Err(Error::LogDir {
@@ -184,16 +184,11 @@ impl LogDir {
         }
     }
 
-    /// The directory.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Creates the temp file a record will be written to (mode 0600), named after the record's stem: the shim does
     /// this while the real plugin runs, so that creating a file is not on the caller's path. [`Draft::finish`]
     /// renames it into place, so a reader or a concurrent call never sees half a record. A draft dropped unfinished is
     /// removed; one left by a shim that died is removed by a later [`LogDir::prune`].
-    pub fn draft(&self, stem: &str) -> Result<Draft, Error> {
+    pub(crate) fn draft(&self, stem: &str) -> Result<Draft, Error> {
         // The pid tells a later prune whether the call may still be running.
         let tmp = format!("{TEMP_PREFIX}{stem}~{}.json", std::process::id());
         let path = self.path.join(&tmp);
@@ -215,7 +210,7 @@ impl LogDir {
     }
 
     /// Record files, oldest first.
-    pub fn list(&self) -> Result<Vec<PathBuf>, Error> {
+    pub(crate) fn list(&self) -> Result<Vec<PathBuf>, Error> {
         let mut names: Vec<PathBuf> = fs::read_dir(&self.path)
             .map_err(Error::io("list", &self.path))?
             .filter_map(Result::ok)
@@ -230,7 +225,7 @@ impl LogDir {
     /// shims that died mid-write. Each record counts as the 4 KiB blocks it occupies, which bounds the number of
     /// files and so the cost of this pass. Sizes come from the file names, so the pass is one directory read.
     /// Races with concurrent pruners are harmless: a file already gone is skipped.
-    pub fn prune(&self, max_bytes: u64) -> Result<(), Error> {
+    pub(crate) fn prune(&self, max_bytes: u64) -> Result<(), Error> {
         let dir = self.dir_fd()?;
         let now = SystemTime::now();
         let mut records: Vec<(String, u64)> = Vec::new();
@@ -281,7 +276,7 @@ impl LogDir {
     /// Reads the records whose file names pass `keep`, newest first, handing each to `visit` until it returns
     /// false. Only the files that pass are opened, so a query over many records costs one directory read plus the
     /// records it can match. Files that do not parse are reported on stderr and skipped.
-    pub fn scan_newest(
+    pub(crate) fn scan_newest(
         &self,
         keep: impl Fn(&NameTag<'_>) -> bool,
         mut visit: impl FnMut(Record) -> bool,
@@ -309,7 +304,7 @@ impl LogDir {
     }
 
     /// Finds a record by id or unique id prefix.
-    pub fn find(&self, id: &str) -> Result<Record, Error> {
+    pub(crate) fn find(&self, id: &str) -> Result<Record, Error> {
         let matches: Vec<PathBuf> = self
             .list()?
             .into_iter()
@@ -351,7 +346,7 @@ const NAME_FIELD_MAX: usize = 64;
 
 /// A value as a file-name field: letters, digits, `.`, `_` and `-` kept, anything else `_`, at most 64 characters.
 /// The map is per character, so a prefix of a value maps to a prefix of its field.
-pub fn name_safe(s: &str) -> String {
+pub(crate) fn name_safe(s: &str) -> String {
     s.chars()
         .take(NAME_FIELD_MAX)
         .map(|c| {
@@ -367,10 +362,9 @@ pub fn name_safe(s: &str) -> String {
 /// What a record's file name, `<stamp>-<id>-<len>~<verb>~<ok|fail>~<plugin>~<container>.json`, tells without
 /// opening it. Names without the `~` fields tell only the stamp.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct NameTag<'a> {
+pub(crate) struct NameTag<'a> {
     /// The start time, as [`crate::time::stamp`] writes it: sorts as time does.
     pub stamp: &'a str,
-    /// The verb.
     pub verb: Option<&'a str>,
     /// Whether the call failed.
     pub failed: Option<bool>,
@@ -381,8 +375,7 @@ pub struct NameTag<'a> {
 }
 
 impl<'a> NameTag<'a> {
-    /// Reads a file name.
-    pub fn of(name: &'a str) -> NameTag<'a> {
+    pub(crate) fn of(name: &'a str) -> NameTag<'a> {
         let stem = name.strip_suffix(".json").unwrap_or(name);
         let mut fields = stem.split('~');
         let head = fields.next().unwrap_or_default();
@@ -403,7 +396,7 @@ impl<'a> NameTag<'a> {
     }
 
     /// Whether the record may belong to a container whose id starts with `prefix` (false only when it cannot).
-    pub fn may_be_container(&self, prefix: &str) -> bool {
+    pub(crate) fn may_be_container(&self, prefix: &str) -> bool {
         let safe = name_safe(prefix);
         match self.container {
             Some(c) if prefix.chars().count() <= NAME_FIELD_MAX => c.starts_with(&safe),
@@ -434,7 +427,7 @@ fn record_id(path: &Path) -> Option<&str> {
 }
 
 /// Reads one record file.
-pub fn read_record(path: &Path) -> Result<Record, Error> {
+pub(crate) fn read_record(path: &Path) -> Result<Record, Error> {
     let bytes = fs::read(path).map_err(Error::io("read", path))?;
     serde_json::from_slice(&bytes).map_err(|source| Error::Record {
         path: path.to_owned(),
@@ -481,7 +474,7 @@ mod tests {
         let record = a_record("ADD");
         let draft = dir.draft(&record.file_stem()).expect("a draft");
         assert_eq!(
-            names(dir.path()),
+            names(&dir.path),
             [format!(
                 ".tmp-{}~{}.json",
                 record.file_stem(),
@@ -491,7 +484,7 @@ mod tests {
         );
         let path = draft.finish(&record).expect("the record");
         assert_eq!(
-            names(dir.path()),
+            names(&dir.path),
             [path.file_name().expect("a name").to_string_lossy()]
         );
         assert!(is_record(&path));
@@ -502,12 +495,12 @@ mod tests {
         // Dropped unfinished (a probe that is not recorded), a draft removes itself.
         let other = a_record("VERSION");
         drop(dir.draft(&other.file_stem()).expect("a draft"));
-        assert_eq!(names(dir.path()).len(), 1);
+        assert_eq!(names(&dir.path).len(), 1);
         // A second draft under the same stem is refused rather than shared.
         let first = dir.draft(&other.file_stem()).expect("a draft");
         assert!(dir.draft(&other.file_stem()).is_err());
         drop(first);
-        assert_eq!(names(dir.path()).len(), 1);
+        assert_eq!(names(&dir.path).len(), 1);
     }
 
     #[test]

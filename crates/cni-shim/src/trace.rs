@@ -5,17 +5,16 @@
 //! A call with no shim parent honours the runtime's `TRACEPARENT` (libcni passes it), so that every network of a
 //! pod's set-up shares the runtime's trace id. `TRACEPARENT` itself is passed through untouched.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
+use rustix::rand::{getrandom, GetRandomFlags};
 
 /// The variable the shim sets for the real plugin's children.
-pub const ENV: &str = "CNI_SHIM_TRACEPARENT";
+pub(crate) const ENV: &str = "CNI_SHIM_TRACEPARENT";
 /// The W3C variable a runtime may set.
-pub const W3C_ENV: &str = "TRACEPARENT";
+pub(crate) const W3C_ENV: &str = "TRACEPARENT";
 
 /// Where a call's parent link came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
+pub(crate) enum Source {
     /// An enclosing call through the shim.
     Shim,
     /// The runtime's `TRACEPARENT`: the parent is a span of the runtime's, not a record.
@@ -24,7 +23,7 @@ pub enum Source {
 
 /// A call's place in its trace.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Span {
+pub(crate) struct Span {
     /// 32 hex digits, shared by every call of one trace.
     pub trace_id: String,
     /// 16 hex digits, this call's own.
@@ -35,7 +34,7 @@ pub struct Span {
 
 impl Span {
     /// This call's span, from the values of `CNI_SHIM_TRACEPARENT` and `TRACEPARENT`.
-    pub fn start(shim: Option<&str>, w3c: Option<&str>) -> Span {
+    pub(crate) fn start(shim: Option<&str>, w3c: Option<&str>) -> Span {
         let parent = shim
             .and_then(parse)
             .map(|(t, p)| (t, p, Source::Shim))
@@ -55,37 +54,35 @@ impl Span {
     }
 
     /// The value of `CNI_SHIM_TRACEPARENT` for this call's children.
-    pub fn child_env(&self) -> String {
+    pub(crate) fn child_env(&self) -> String {
         format!("00-{}-{}-01", self.trace_id, self.id)
     }
 }
 
-/// A new random span id.
-pub fn span_id() -> String {
+pub(crate) fn span_id() -> String {
     format!("{:016x}", random_nonzero())
 }
 
-/// 64 random bits, never zero (an all-zero id is invalid in trace context). The standard library seeds each
-/// `RandomState` from the OS once per thread and varies it per instance: cheaper than opening a device.
+/// 64 random bits from the kernel (getrandom(2), one system call), never zero: an all-zero id is invalid in trace
+/// context. Should the kernel refuse (a seccomp filter, a kernel before 3.17), the bits come from the clock and the
+/// process id: unique enough to link records, which is all they are for.
 fn random_nonzero() -> u64 {
-    loop {
-        let mut h = RandomState::new().build_hasher();
-        h.write_u32(std::process::id());
-        h.write_u128(
-            std::time::SystemTime::now()
+    let mut bytes = [0u8; 8];
+    let v = match getrandom(&mut bytes, GetRandomFlags::empty()) {
+        Ok(8) => u64::from_ne_bytes(bytes),
+        _ => {
+            let nanos = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos()),
-        );
-        let v = h.finish();
-        if v != 0 {
-            return v;
+                .map_or(0, |d| d.as_nanos());
+            (nanos as u64).rotate_left(20) ^ u64::from(std::process::id())
         }
-    }
+    };
+    v.max(1)
 }
 
 /// Reads `VV-TTTT…(32)-PPPP…(16)-FF`: returns (trace id, parent id). Version ff, upper-case hex and all-zero ids
 /// are invalid (W3C trace-context, "traceparent header").
-pub fn parse(value: &str) -> Option<(String, String)> {
+pub(crate) fn parse(value: &str) -> Option<(String, String)> {
     let mut parts = value.trim().split('-');
     let (version, trace, parent, flags) =
         (parts.next()?, parts.next()?, parts.next()?, parts.next()?);

@@ -11,7 +11,7 @@ use crate::record::Record;
 
 /// One difference between two JSON documents.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Change {
+pub(crate) enum Change {
     /// In the first only.
     Removed(String, Value),
     /// In the second only.
@@ -21,7 +21,7 @@ pub enum Change {
 }
 
 /// The differences from `a` to `b`, by JSON pointer; arrays compare element by element.
-pub fn json_diff(a: &Value, b: &Value, pointer: &str, out: &mut Vec<Change>) {
+pub(crate) fn json_diff(a: &Value, b: &Value, pointer: &str, out: &mut Vec<Change>) {
     match (a, b) {
         (Value::Object(x), Value::Object(y)) => {
             for (k, va) in x {
@@ -55,7 +55,7 @@ pub fn json_diff(a: &Value, b: &Value, pointer: &str, out: &mut Vec<Change>) {
 
 /// A pair to compare: the latest ADD and the latest `verb` call of one plugin on one interface.
 #[derive(Debug)]
-pub struct Pair<'a> {
+pub(crate) struct Pair<'a> {
     /// The ADD call.
     pub add: &'a Record,
     /// The DEL or CHECK call, if there was one.
@@ -63,7 +63,7 @@ pub struct Pair<'a> {
 }
 
 /// Pairs a container's ADD calls with its `verb` calls by (plugin, ifname).
-pub fn pairs<'a>(records: &'a [Record], container: &str, verb: &str) -> Vec<Pair<'a>> {
+pub(crate) fn pairs<'a>(records: &'a [Record], container: &str, verb: &str) -> Vec<Pair<'a>> {
     let mine: Vec<&Record> = records
         .iter()
         .filter(|r| r.in_container(container))
@@ -93,7 +93,12 @@ pub fn pairs<'a>(records: &'a [Record], container: &str, verb: &str) -> Vec<Pair
 }
 
 /// Prints the differences; `all` includes `prevResult`, which legitimately differs.
-pub fn print(out: &mut impl Write, pairs: &[Pair<'_>], verb: &str, all: bool) -> io::Result<usize> {
+pub(crate) fn print(
+    out: &mut impl Write,
+    pairs: &[Pair<'_>],
+    verb: &str,
+    all: bool,
+) -> io::Result<usize> {
     let mut total = 0;
     for pair in pairs {
         let add = pair.add;

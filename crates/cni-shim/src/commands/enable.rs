@@ -8,18 +8,20 @@
 //! `<file>.cni-shim.bak`.
 
 use std::fs;
+use std::ops::Range;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::config::write_atomically;
+use toml_edit::{Document, Item};
+
+use crate::atomic;
 use crate::Error;
 
-/// The marker prefix.
 const MARK: &str = "# cni-shim:";
 
 /// What to point at the shim directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Target {
+pub(crate) enum Target {
     /// containerd's CRI plugin: `bin_dir` / `bin_dirs` in `config.toml`.
     Containerd,
     /// CRI-O: `plugin_dirs` in `[crio.network]`.
@@ -32,7 +34,7 @@ pub enum Target {
 
 impl Target {
     /// The file edited unless `--config` says otherwise.
-    pub fn default_config(self) -> &'static str {
+    pub(crate) fn default_config(self) -> &'static str {
         match self {
             Target::Containerd => "/etc/containerd/config.toml",
             Target::Crio => "/etc/crio/crio.conf",
@@ -42,7 +44,7 @@ impl Target {
     }
 
     /// The commands that make the change take effect; empty when none is needed.
-    pub fn restart(self) -> &'static [&'static [&'static str]] {
+    pub(crate) fn restart(self) -> &'static [&'static [&'static str]] {
         match self {
             Target::Containerd => &[&["systemctl", "restart", "containerd"]],
             Target::Crio => &[&["systemctl", "restart", "crio"]],
@@ -57,7 +59,7 @@ impl Target {
 }
 
 /// The backup kept beside an edited file.
-pub fn backup_path(file: &Path) -> PathBuf {
+pub(crate) fn backup_path(file: &Path) -> PathBuf {
     let mut name = file.file_name().unwrap_or_default().to_os_string();
     name.push(".cni-shim.bak");
     file.with_file_name(name)
@@ -65,7 +67,7 @@ pub fn backup_path(file: &Path) -> PathBuf {
 
 /// What an edit did.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Edited {
+pub(crate) enum Edited {
     /// The file was changed.
     Changed,
     /// It was already as asked.
@@ -73,7 +75,7 @@ pub enum Edited {
 }
 
 /// Points `target`'s configuration file at `shim_dir`.
-pub fn enable(target: Target, file: &Path, shim_dir: &Path) -> Result<Edited, Error> {
+pub(crate) fn enable(target: Target, file: &Path, shim_dir: &Path) -> Result<Edited, Error> {
     let text = fs::read_to_string(file).map_err(Error::io("read", file))?;
     let shim = shim_dir
         .to_str()
@@ -95,14 +97,14 @@ pub fn enable(target: Target, file: &Path, shim_dir: &Path) -> Result<Edited, Er
     };
     let backup = backup_path(file);
     if !backup.exists() {
-        write_atomically(&backup, text.as_bytes(), mode(file))?;
+        atomic::write(&backup, text.as_bytes(), mode(file))?;
     }
-    write_atomically(file, new.as_bytes(), mode(file))?;
+    atomic::write(file, new.as_bytes(), mode(file))?;
     Ok(Edited::Changed)
 }
 
 /// Undoes [`enable`]. Removes the backup when the file is back to it byte for byte.
-pub fn disable(target: Target, file: &Path) -> Result<Edited, Error> {
+pub(crate) fn disable(target: Target, file: &Path) -> Result<Edited, Error> {
     let text = fs::read_to_string(file).map_err(Error::io("read", file))?;
     let backup = backup_path(file);
     let original = fs::read_to_string(&backup).ok();
@@ -113,12 +115,20 @@ pub fn disable(target: Target, file: &Path) -> Result<Edited, Error> {
         })
     };
     let new = match target {
-        Target::Containerd | Target::Crio | Target::Kubelet => edit(disable_text(&text))?,
+        Target::Containerd | Target::Crio => edit(disable_text(&text).and_then(|new| {
+            // Markers edited by hand could undo into something the runtime would refuse.
+            if let Some(t) = &new {
+                Document::parse(t.as_str())
+                    .map_err(|e| format!("undoing the markers would not give valid TOML: {e}"))?;
+            }
+            Ok(new)
+        }))?,
+        Target::Kubelet => edit(disable_text(&text))?,
         Target::Multus => edit(multus_disable(&text, original.as_deref()))?,
     };
     let result = match new {
         Some(new) => {
-            write_atomically(file, new.as_bytes(), mode(file))?;
+            atomic::write(file, new.as_bytes(), mode(file))?;
             Edited::Changed
         }
         None => Edited::Unchanged,
@@ -134,51 +144,36 @@ fn mode(file: &Path) -> u32 {
     fs::metadata(file).map_or(0o644, |m| m.permissions().mode() & 0o7777)
 }
 
-/// A TOML section header's name, for `[a.b]` lines.
-fn header(line: &str) -> Option<&str> {
-    let t = line.trim();
-    t.strip_prefix('[')?.strip_suffix(']').map(str::trim)
-}
-
-/// Whether `line` assigns `key` (`key = …`).
-fn assigns<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    let rest = line.trim_start().strip_prefix(key)?;
-    let rest = rest.trim_start().strip_prefix('=')?;
-    Some(rest.trim())
-}
-
-/// The section, keys and value a TOML target uses.
+/// The table, keys and new header a TOML target uses.
 struct TomlSpot {
-    sections: &'static [&'static str],
+    /// Key paths of the table that may hold the directory, in the order tried.
+    tables: &'static [&'static [&'static str]],
     /// Keys that may hold the directory; the first is used when adding.
     keys: &'static [&'static str],
-    new_section: String,
+    /// The header written when the table is missing.
+    new_section: &'static str,
 }
 
-fn toml_spot(target: Target, text: &str) -> TomlSpot {
+fn toml_spot(target: Target, doc: &Document<&str>) -> TomlSpot {
     match target {
         Target::Crio => TomlSpot {
-            sections: &["crio.network"],
+            tables: &[&["crio", "network"]],
             keys: &["plugin_dirs"],
-            new_section: "[crio.network]".into(),
+            new_section: "[crio.network]",
         },
-        _ => {
+        _ => TomlSpot {
+            tables: &[
+                &["plugins", "io.containerd.grpc.v1.cri", "cni"],
+                &["plugins", "io.containerd.cri.v1.runtime", "cni"],
+            ],
+            keys: &["bin_dir", "bin_dirs"],
             // containerd 2 configurations say `version = 3` and name the CRI runtime plugin differently.
-            let v3 = text.lines().any(|l| assigns(l, "version") == Some("3"));
-            TomlSpot {
-                sections: &[
-                    "plugins.\"io.containerd.grpc.v1.cri\".cni",
-                    "plugins.'io.containerd.cri.v1.runtime'.cni",
-                    "plugins.\"io.containerd.cri.v1.runtime\".cni",
-                ],
-                keys: &["bin_dir", "bin_dirs"],
-                new_section: if v3 {
-                    "[plugins.'io.containerd.cri.v1.runtime'.cni]".into()
-                } else {
-                    "[plugins.\"io.containerd.grpc.v1.cri\".cni]".into()
-                },
-            }
-        }
+            new_section: if doc.get("version").and_then(Item::as_integer) == Some(3) {
+                "[plugins.'io.containerd.cri.v1.runtime'.cni]"
+            } else {
+                "[plugins.\"io.containerd.grpc.v1.cri\".cni]"
+            },
+        },
     }
 }
 
@@ -191,92 +186,194 @@ fn value_for(key: &str, shim: &str) -> String {
     }
 }
 
+/// Whether a TOML value already names only the shim directory.
+fn names_only(value: &Item, shim: &str) -> bool {
+    match value.as_array() {
+        Some(a) => a.len() == 1 && a.get(0).and_then(|v| v.as_str()) == Some(shim),
+        None => value.as_str() == Some(shim),
+    }
+}
+
+/// The start of the line holding byte `at`, and the end of the line (before its newline) holding byte `at`.
+fn line_start(text: &str, at: usize) -> usize {
+    text[..at].rfind('\n').map_or(0, |i| i + 1)
+}
+
+fn line_end(text: &str, at: usize) -> usize {
+    text[at..].find('\n').map_or(text.len(), |i| at + i)
+}
+
 /// The pure edit behind [`enable`] for TOML and systemd files; `None` when already enabled.
-pub fn enable_text(target: Target, text: &str, shim: &str) -> Result<Option<String>, String> {
+///
+/// TOML is parsed (toml_edit) to find the setting, wherever and however it is written: a header with a comment,
+/// a dotted key, an inline table, an array spanning lines with `]` in a string. Only the value's bytes change;
+/// the lines it spanned are kept in marker comments above. The result is parsed again and must hold the shim
+/// directory, or nothing is written.
+pub(crate) fn enable_text(
+    target: Target,
+    text: &str,
+    shim: &str,
+) -> Result<Option<String>, String> {
+    if target == Target::Kubelet {
+        return kubelet_enable(text, shim);
+    }
+    let doc = Document::parse(text).map_err(|e| format!("not valid TOML: {e}"))?;
+    let spot = toml_spot(target, &doc);
+    let table = spot.tables.iter().find_map(|path| {
+        path.iter()
+            .try_fold(doc.as_item(), |item, key| item.get(key))
+            .filter(|t| t.is_table_like())
+            .map(|t| (*path, t))
+    });
+    let new = match table {
+        Some((path, item)) => {
+            let t = item.as_table_like().ok_or("not a table")?;
+            match spot.keys.iter().find_map(|k| t.get_key_value(k)) {
+                Some((key, value)) => {
+                    if names_only(value, shim) {
+                        return Ok(None);
+                    }
+                    let (k, v) = key.span().zip(value.span()).ok_or("no position")?;
+                    replace_value(text, k.start, v, &value_for(key.get(), shim))
+                }
+                None => add_key(text, item, spot.keys[0], shim, path)?,
+            }
+        }
+        None => {
+            let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+            let key = spot.keys[0];
+            lines.push(format!("{MARK} added 3 lines"));
+            lines.push(String::new());
+            lines.push(spot.new_section.to_owned());
+            lines.push(format!("{key} = {}", value_for(key, shim)));
+            join(lines, true)
+        }
+    };
+    check_toml(target, &new, shim)?;
+    Ok(Some(new))
+}
+
+/// Replaces the value at `value` (a byte range) whose key starts at `key_start`: the lines from the key's to the
+/// value's end become one line, and a marker above keeps them.
+fn replace_value(text: &str, key_start: usize, value: Range<usize>, wanted: &str) -> String {
+    let (start, end) = (line_start(text, key_start), line_end(text, value.end));
+    let originals: Vec<&str> = text[start..end].split('\n').collect();
+    let indent = &text[start..key_start];
+    let indent = &indent[..indent.len() - indent.trim_start().len()];
+    let mut block = if let [one] = originals[..] {
+        format!("{indent}{MARK} was: {one}\n")
+    } else {
+        let mut b = format!("{indent}{MARK} was {} lines\n", originals.len());
+        for o in &originals {
+            b.push_str(&format!("{indent}{MARK} | {o}\n"));
+        }
+        b
+    };
+    block.push_str(&text[start..value.start]);
+    block.push_str(wanted);
+    block.push_str(&text[value.end..end]);
+    format!("{}{block}{}", &text[..start], &text[end..])
+}
+
+/// Adds `key` to the table `item`: after its header when it has one; a table that exists only through its
+/// sub-tables gets its header at the end.
+fn add_key(
+    text: &str,
+    item: &Item,
+    key: &str,
+    shim: &str,
+    path: &[&str],
+) -> Result<String, String> {
+    let line = format!("{key} = {}", value_for(key, shim));
+    let header = item.as_table().filter(|t| !t.is_dotted());
+    match header {
+        Some(t) if !t.is_implicit() => {
+            let at = t.span().ok_or("no position")?;
+            let end = line_end(text, at.end);
+            Ok(format!(
+                "{}\n{MARK} added 1 lines\n{line}{}",
+                &text[..end],
+                &text[end..]
+            ))
+        }
+        Some(_) => {
+            let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+            let name: Vec<String> = path.iter().map(|k| toml_key(k)).collect();
+            lines.push(format!("{MARK} added 3 lines"));
+            lines.push(String::new());
+            lines.push(format!("[{}]", name.join(".")));
+            lines.push(line);
+            Ok(join(lines, true))
+        }
+        None => Err(format!(
+            "{} is written as a dotted key or an inline table: add {key} to it by hand",
+            path.join(".")
+        )),
+    }
+}
+
+/// A bare key when it can be one, else a quoted one.
+fn toml_key(key: &str) -> String {
+    if key
+        .bytes()
+        .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+    {
+        key.to_owned()
+    } else {
+        serde_json::to_string(key).unwrap_or_default()
+    }
+}
+
+/// The edit's result must parse and name only the shim directory where the runtime looks.
+fn check_toml(target: Target, text: &str, shim: &str) -> Result<(), String> {
+    let doc =
+        Document::parse(text).map_err(|e| format!("the edit would not be valid TOML: {e}"))?;
+    let spot = toml_spot(target, &doc);
+    let found = spot.tables.iter().any(|path| {
+        path.iter()
+            .try_fold(doc.as_item(), |item, key| item.get(key))
+            .and_then(Item::as_table_like)
+            .and_then(|t| spot.keys.iter().find_map(|k| t.get(k)))
+            .is_some_and(|v| names_only(v, shim))
+    });
+    if found {
+        Ok(())
+    } else {
+        Err("the edit would not point the runtime at the shim directory".into())
+    }
+}
+
+fn kubelet_enable(text: &str, shim: &str) -> Result<Option<String>, String> {
     let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
     let ends_nl = text.ends_with('\n') || text.is_empty();
-    if target == Target::Kubelet {
-        let flag = "--cni-bin-dir";
-        let Some(i) = lines
-            .iter()
-            .position(|l| !l.trim_start().starts_with('#') && l.contains(flag))
-        else {
-            return Err(format!(
-                "no {flag} flag in it: kubelet 1.24 and later has none; enable containerd or crio instead"
-            ));
-        };
-        let line = lines[i].clone();
-        let at = line.find(flag).unwrap_or(0) + flag.len();
-        let rest = &line[at..];
-        let sep_len = rest.len() - rest.trim_start_matches(['=', ' ']).len();
-        let value_start = at + sep_len;
-        let value_end = line[value_start..]
-            .find([' ', '"', '\''])
-            .map_or(line.len(), |e| value_start + e);
-        if &line[value_start..value_end] == shim {
-            return Ok(None);
-        }
-        let new = format!("{}{}{}", &line[..value_start], shim, &line[value_end..]);
-        lines[i] = new;
-        lines.insert(i, format!("{MARK} was: {line}"));
-        return Ok(Some(join(lines, ends_nl)));
-    }
-    let spot = toml_spot(target, text);
-    let section = lines
+    let flag = "--cni-bin-dir";
+    let Some(i) = lines
         .iter()
-        .position(|l| header(l).is_some_and(|h| spot.sections.contains(&h)));
-    if let Some(start) = section {
-        let end = lines[start + 1..]
-            .iter()
-            .position(|l| header(l).is_some())
-            .map_or(lines.len(), |e| start + 1 + e);
-        for i in start + 1..end {
-            let line = lines[i].clone();
-            if line.trim_start().starts_with('#') {
-                continue;
-            }
-            if let Some((key, value)) = spot
-                .keys
-                .iter()
-                .find_map(|k| assigns(&line, k).map(|v| (*k, v)))
-            {
-                let wanted = value_for(key, shim);
-                let indent = &line[..line.len() - line.trim_start().len()];
-                if value.starts_with('[') && !value.contains(']') {
-                    // A multi-line array (CRI-O's default `plugin_dirs`): keep every original line in a marker.
-                    let last = (i + 1..end)
-                        .find(|&j| lines[j].contains(']'))
-                        .ok_or_else(|| format!("{key} on line {} has no closing ]", i + 1))?;
-                    let originals: Vec<String> = lines.drain(i..=last).collect();
-                    let mut block = vec![format!("{indent}{MARK} was {} lines", originals.len())];
-                    block.extend(originals.iter().map(|o| format!("{indent}{MARK} | {o}")));
-                    block.push(format!("{indent}{key} = {wanted}"));
-                    lines.splice(i..i, block);
-                    return Ok(Some(join(lines, ends_nl)));
-                }
-                if value == wanted {
-                    return Ok(None);
-                }
-                lines[i] = format!("{indent}{key} = {wanted}");
-                lines.insert(i, format!("{indent}{MARK} was: {line}"));
-                return Ok(Some(join(lines, ends_nl)));
-            }
-        }
-        let key = spot.keys[0];
-        lines.insert(start + 1, format!("{key} = {}", value_for(key, shim)));
-        lines.insert(start + 1, format!("{MARK} added 1 lines"));
-        return Ok(Some(join(lines, ends_nl)));
+        .position(|l| !l.trim_start().starts_with('#') && l.contains(flag))
+    else {
+        return Err(format!(
+            "no {flag} flag in it: kubelet 1.24 and later has none; enable containerd or crio instead"
+        ));
+    };
+    let line = lines[i].clone();
+    let at = line.find(flag).unwrap_or(0) + flag.len();
+    let rest = &line[at..];
+    let sep_len = rest.len() - rest.trim_start_matches(['=', ' ']).len();
+    let value_start = at + sep_len;
+    let value_end = line[value_start..]
+        .find([' ', '"', '\''])
+        .map_or(line.len(), |e| value_start + e);
+    if &line[value_start..value_end] == shim {
+        return Ok(None);
     }
-    let key = spot.keys[0];
-    lines.push(format!("{MARK} added 3 lines"));
-    lines.push(String::new());
-    lines.push(spot.new_section);
-    lines.push(format!("{key} = {}", value_for(key, shim)));
-    Ok(Some(join(lines, true)))
+    let new = format!("{}{}{}", &line[..value_start], shim, &line[value_end..]);
+    lines[i] = new;
+    lines.insert(i, format!("{MARK} was: {line}"));
+    Ok(Some(join(lines, ends_nl)))
 }
 
 /// The pure edit behind [`disable`] for TOML and systemd files; `None` when there is nothing to undo.
-pub fn disable_text(text: &str) -> Result<Option<String>, String> {
+pub(crate) fn disable_text(text: &str) -> Result<Option<String>, String> {
     let lines: Vec<&str> = text.lines().collect();
     let mut out = Vec::with_capacity(lines.len());
     let mut changed = false;
@@ -379,7 +476,7 @@ fn inserted(shim: &str) -> String {
 }
 
 /// The pure edit behind [`enable`] for a multus configuration.
-pub fn multus_enable(text: &str, shim: &str) -> Result<Option<String>, String> {
+pub(crate) fn multus_enable(text: &str, shim: &str) -> Result<Option<String>, String> {
     let value = check_json(text)?;
     if value.get("plugins").is_some() {
         return Err("a configuration list: set binDir in its multus plugin by hand".into());
@@ -403,7 +500,7 @@ pub fn multus_enable(text: &str, shim: &str) -> Result<Option<String>, String> {
 }
 
 /// The pure edit behind [`disable`] for a multus configuration: the original `binDir` comes from the backup.
-pub fn multus_disable(text: &str, backup: Option<&str>) -> Result<Option<String>, String> {
+pub(crate) fn multus_disable(text: &str, backup: Option<&str>) -> Result<Option<String>, String> {
     let backup = backup.ok_or("no backup to restore binDir from (was it enabled by cni-shim?)")?;
     let original = check_json(backup)?.get("binDir").cloned();
     let now = check_json(text)?.get("binDir").cloned();
@@ -501,6 +598,53 @@ mod tests {
             SHIM,
         );
         assert!(e.is_err(), "an unclosed array is refused: {e:?}");
+    }
+
+    #[test]
+    fn toml_the_line_editor_mangled_is_edited_where_the_setting_is() {
+        let cri = "[plugins.\"io.containerd.grpc.v1.cri\"]\n";
+        for (target, text, edited) in [
+            // A header with a comment after it: the line editor did not see the section and added a second one,
+            // which containerd refuses.
+            (
+                Target::Containerd,
+                "[plugins.\"io.containerd.grpc.v1.cri\".cni]  # CNI\n  bin_dir = \"/opt/cni/bin\" # real\n".to_owned(),
+                "  # cni-shim: was:   bin_dir = \"/opt/cni/bin\" # real\n  bin_dir = \"/opt/cni-shim/bin\" # real\n",
+            ),
+            // A dotted key and an inline table.
+            (
+                Target::Containerd,
+                format!("{cri}  cni.bin_dir = \"/opt/cni/bin\"\n  cni.conf_dir = \"/etc/cni/net.d\"\n"),
+                "\n  cni.bin_dir = \"/opt/cni-shim/bin\"\n",
+            ),
+            (
+                Target::Containerd,
+                format!("{cri}cni = {{ bin_dir = \"/opt/cni/bin\", conf_dir = \"/etc/cni/net.d\" }}\n"),
+                "\ncni = { bin_dir = \"/opt/cni-shim/bin\", conf_dir = \"/etc/cni/net.d\" }\n",
+            ),
+            // A `]` inside a string of a multi-line array: the line editor took the array for ended.
+            (
+                Target::Crio,
+                "[crio.network]\nplugin_dirs = [\"/opt/odd]dir\",\n  \"/usr/libexec/cni\",\n]\n".to_owned(),
+                "# cni-shim: | ]\nplugin_dirs = [\"/opt/cni-shim/bin\"]\n",
+            ),
+            // A table that exists only through its sub-table gets its header at the end.
+            (
+                Target::Containerd,
+                "[plugins.\"io.containerd.grpc.v1.cri\".cni.extra]\nx = 1\n".to_owned(),
+                "\n[plugins.\"io.containerd.grpc.v1.cri\".cni]\nbin_dir = \"/opt/cni-shim/bin\"\n",
+            ),
+        ] {
+            let on = round_trip(target, &text);
+            assert!(on.contains(edited), "{on}");
+        }
+        // What the edit cannot do cleanly is refused, not written.
+        for bad in [
+            "[plugins.\"io.containerd.grpc.v1.cri\"]\ncni.conf_dir = \"/etc/cni/net.d\"\n",
+            "[plugins.\"io.containerd.grpc.v1.cri\"\nbin_dir = 1\n",
+        ] {
+            assert!(enable_text(Target::Containerd, bad, SHIM).is_err(), "{bad}");
+        }
     }
 
     #[test]

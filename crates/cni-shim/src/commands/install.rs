@@ -6,13 +6,14 @@ use std::io::ErrorKind;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::config::{write_atomically, ShimConfig, FILE_NAME};
+use crate::atomic;
+use crate::config::{ShimConfig, FILE_NAME};
 use crate::store::LogDir;
 use crate::{Error, BINARY_NAME};
 
 /// What `install` is asked to set up.
 #[derive(Debug, Clone)]
-pub struct Install {
+pub(crate) struct Install {
     /// The real plugins.
     pub real_dir: PathBuf,
     /// The shim directory to create or refresh.
@@ -29,7 +30,7 @@ pub struct Install {
 
 /// What a run changed.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Changes {
+pub(crate) struct Changes {
     /// Links created or repointed.
     pub linked: Vec<String>,
     /// Links dropped because their plugin is gone.
@@ -44,7 +45,7 @@ pub struct Changes {
 
 impl Changes {
     /// Whether nothing changed.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.linked.is_empty() && self.unlinked.is_empty() && !self.binary && !self.config
     }
 }
@@ -88,7 +89,7 @@ fn real_plugins(real_dir: &Path) -> Result<BTreeSet<String>, Error> {
 
 /// Creates or refreshes the shim directory. Idempotent: a second run changes nothing; a run after plugins were
 /// added or removed in the real directory links the new and drops the gone.
-pub fn install(opts: &Install) -> Result<Changes, Error> {
+pub(crate) fn install(opts: &Install) -> Result<Changes, Error> {
     ensure_absolute(&opts.real_dir, "--real-dir")?;
     ensure_absolute(&opts.shim_dir, "--shim-dir")?;
     if let Some(l) = &opts.log_dir {
@@ -114,7 +115,7 @@ pub fn install(opts: &Install) -> Result<Changes, Error> {
     let target = opts.shim_dir.join(BINARY_NAME);
     let source = fs::read(&opts.binary).map_err(Error::io("read the shim binary", &opts.binary))?;
     if fs::read(&target).ok().as_deref() != Some(&source[..]) {
-        write_atomically(&target, &source, 0o755)?;
+        atomic::write(&target, &source, 0o755)?;
         changes.binary = true;
     }
 
@@ -187,7 +188,7 @@ pub fn install(opts: &Install) -> Result<Changes, Error> {
 
 /// Removes what `install` made: the links, the binary, the configuration, and the directory if then empty. Leaves
 /// the records (their directory is reported so the operator can remove it).
-pub fn uninstall(shim_dir: &Path) -> Result<Changes, Error> {
+pub(crate) fn uninstall(shim_dir: &Path) -> Result<Changes, Error> {
     let mut changes = Changes::default();
     let entries = match fs::read_dir(shim_dir) {
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(changes),

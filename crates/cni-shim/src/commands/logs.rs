@@ -8,26 +8,38 @@ use crate::record::{Payload, Record};
 use crate::store::{name_safe, read_record, LogDir, NameTag};
 use crate::{time, Error};
 
-/// Which records `logs` prints.
-#[derive(Debug, Clone, Default)]
-pub struct Filter {
-    /// Container id prefix.
+/// Which records `logs` prints: its flags.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(crate) struct Filter {
+    /// Container id (prefix).
+    #[arg(long)]
     pub container: Option<String>,
-    /// Substring of `namespace/name`.
+    /// Pod `namespace/name` (substring).
+    #[arg(long)]
     pub pod: Option<String>,
-    /// Plugin name, exactly.
+    /// Plugin name.
+    #[arg(long)]
     pub plugin: Option<String>,
-    /// Verb, case-insensitive.
+    /// Verb (ADD, DEL, CHECK, ...).
+    #[arg(long)]
     pub verb: Option<String>,
-    /// Only calls that exited non-zero.
+    /// Failed calls only.
+    #[arg(long)]
     pub failed: bool,
-    /// Only calls that started at or after this (nanoseconds since the epoch).
+    /// Calls since a duration ago (90s, 15m, 2h, 1d) or an RFC 3339 UTC time.
+    #[arg(long, value_name = "WHEN", value_parser = since)]
     pub since: Option<u64>,
+}
+
+/// `--since` as nanoseconds since the epoch.
+fn since(text: &str) -> Result<u64, String> {
+    time::parse_since(text, std::time::SystemTime::now())
+        .ok_or_else(|| "expected 90s, 15m, 2h, 1d or 2024-05-01T12:00:00Z".to_owned())
 }
 
 impl Filter {
     /// Whether a record passes.
-    pub fn matches(&self, r: &Record) -> bool {
+    pub(crate) fn matches(&self, r: &Record) -> bool {
         self.container.as_deref().is_none_or(|c| r.in_container(c))
             && self
                 .pod
@@ -47,7 +59,7 @@ impl Filter {
 impl Filter {
     /// Whether a record whose file name tells `tag` may pass (false only when it cannot), so that queries open
     /// only the files that can match.
-    pub fn may_match(&self, tag: &NameTag<'_>) -> bool {
+    pub(crate) fn may_match(&self, tag: &NameTag<'_>) -> bool {
         self.container
             .as_deref()
             .is_none_or(|c| tag.may_be_container(c))
@@ -66,7 +78,7 @@ impl Filter {
     }
 
     /// The records that pass, newest first, at most `limit`, opening only the files that may match.
-    pub fn newest(&self, dir: &LogDir, limit: usize) -> Result<Vec<Record>, Error> {
+    pub(crate) fn newest(&self, dir: &LogDir, limit: usize) -> Result<Vec<Record>, Error> {
         let mut found = Vec::new();
         if limit == 0 {
             return Ok(found);
@@ -85,7 +97,7 @@ impl Filter {
 }
 
 /// The records of a container (id prefix), oldest first, opening only its files.
-pub fn of_container(dir: &LogDir, container: &str) -> Result<Vec<Record>, Error> {
+pub(crate) fn of_container(dir: &LogDir, container: &str) -> Result<Vec<Record>, Error> {
     let mut found = Vec::new();
     dir.scan_newest(
         |tag| tag.may_be_container(container),
@@ -101,7 +113,7 @@ pub fn of_container(dir: &LogDir, container: &str) -> Result<Vec<Record>, Error>
 }
 
 /// The newest record's container id.
-pub fn latest_container(dir: &LogDir) -> Result<Option<String>, Error> {
+pub(crate) fn latest_container(dir: &LogDir) -> Result<Option<String>, Error> {
     let mut latest = None;
     dir.scan_newest(
         |tag| tag.container != Some("-"),
@@ -114,7 +126,7 @@ pub fn latest_container(dir: &LogDir) -> Result<Option<String>, Error> {
 }
 
 /// One line per record: time, id, verb, plugin, interface, container, pod, exit, duration.
-pub fn summary(r: &Record) -> String {
+pub(crate) fn summary(r: &Record) -> String {
     let exit = match r.exit.signal {
         Some(sig) => format!("signal {sig}"),
         None => format!("exit {}", r.exit.code),
@@ -134,17 +146,17 @@ pub fn summary(r: &Record) -> String {
 }
 
 /// A container id shortened as runtimes show them.
-pub fn short(id: &str) -> &str {
+pub(crate) fn short(id: &str) -> &str {
     id.get(..12).unwrap_or(id)
 }
 
 /// `12.3 ms`.
-pub fn millis(us: u64) -> String {
+pub(crate) fn millis(us: u64) -> String {
     format!("{:.1} ms", us as f64 / 1000.0)
 }
 
 /// Prints records, as summaries or as JSON lines.
-pub fn print(out: &mut impl Write, records: &[Record], json: bool) -> io::Result<()> {
+pub(crate) fn print(out: &mut impl Write, records: &[Record], json: bool) -> io::Result<()> {
     for r in records {
         if json {
             serde_json::to_writer(&mut *out, r)?;
@@ -157,7 +169,7 @@ pub fn print(out: &mut impl Write, records: &[Record], json: bool) -> io::Result
 }
 
 /// `logs --follow`: prints the selection, then every new matching record as it appears, until interrupted.
-pub fn follow(dir: &LogDir, filter: &Filter, limit: usize, json: bool) -> Result<(), Error> {
+pub(crate) fn follow(dir: &LogDir, filter: &Filter, limit: usize, json: bool) -> Result<(), Error> {
     let mut seen: HashSet<_> = HashSet::new();
     let files = dir.list()?;
     let mut first = filter.newest(dir, limit)?;
@@ -210,7 +222,7 @@ fn payload(out: &mut impl Write, name: &str, p: &Payload) -> io::Result<()> {
 }
 
 /// `show`: one record in full, readable.
-pub fn show(out: &mut impl Write, r: &Record) -> io::Result<()> {
+pub(crate) fn show(out: &mut impl Write, r: &Record) -> io::Result<()> {
     writeln!(out, "id         {}", r.id)?;
     writeln!(out, "trace      {}", r.trace_id)?;
     if let Some(p) = &r.parent_id {

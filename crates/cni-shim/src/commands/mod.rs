@@ -1,8 +1,8 @@
 //! The operator commands, one file per verb (`logs` also holds `show`).
 
-pub mod diff;
-pub mod enable;
-pub mod install;
-pub mod logs;
-pub mod replay;
-pub mod tree;
+pub(crate) mod diff;
+pub(crate) mod enable;
+pub(crate) mod install;
+pub(crate) mod logs;
+pub(crate) mod replay;
+pub(crate) mod tree;

@@ -10,7 +10,7 @@ use crate::{trace, Error};
 
 /// What a replay would run.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Plan {
+pub(crate) struct Plan {
     /// The real plugin.
     pub program: PathBuf,
     /// Its arguments after `argv[0]`.
@@ -24,7 +24,7 @@ pub struct Plan {
 }
 
 /// Plans a replay: the recorded call, minus the shim's parent link (a replay is a new root).
-pub fn plan(r: &Record) -> Result<Plan, Error> {
+pub(crate) fn plan(r: &Record) -> Result<Plan, Error> {
     let program = r.real_path.as_ref().map(PathBuf::from).ok_or_else(|| {
         Error::Usage(format!(
             "record {} names no real plugin: {}",
@@ -70,7 +70,7 @@ fn quote(s: &str) -> String {
 }
 
 /// Prints the plan as a shell command that would do the same.
-pub fn describe(out: &mut impl Write, p: &Plan) -> io::Result<()> {
+pub(crate) fn describe(out: &mut impl Write, p: &Plan) -> io::Result<()> {
     for problem in &p.problems {
         writeln!(out, "# warning: {problem}")?;
     }
@@ -88,7 +88,7 @@ pub fn describe(out: &mut impl Write, p: &Plan) -> io::Result<()> {
 
 /// What a replay did.
 #[derive(Debug)]
-pub struct Replayed {
+pub(crate) struct Replayed {
     /// Its exit status (128+n for a signal).
     pub code: i32,
     /// Whether stdout matched the recorded stdout.
@@ -96,7 +96,7 @@ pub struct Replayed {
 }
 
 /// Runs the plan, passing the plugin's stdout and stderr through.
-pub fn run(p: &Plan, recorded: &Record) -> Result<Replayed, Error> {
+pub(crate) fn run(p: &Plan, recorded: &Record) -> Result<Replayed, Error> {
     let mut child = Command::new(&p.program)
         .args(&p.args)
         .env_clear()

@@ -9,7 +9,7 @@ use crate::time;
 
 /// A call and the calls it made.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Node {
+pub(crate) struct Node {
     /// The call.
     pub record: Record,
     /// The calls it made, in start order.
@@ -18,7 +18,7 @@ pub struct Node {
 
 /// The records of one container (by id prefix), together with every record of the same traces, as a forest:
 /// roots are calls whose parent is not a record here (a runtime's call, or a `TRACEPARENT` parent), in start order.
-pub fn forest(records: &[Record], container: &str) -> Vec<Node> {
+pub(crate) fn forest(records: &[Record], container: &str) -> Vec<Node> {
     let traces: HashSet<&str> = records
         .iter()
         .filter(|r| r.in_container(container))
@@ -77,7 +77,7 @@ fn label(r: &Record) -> String {
 }
 
 /// Prints the forest with box-drawing branches.
-pub fn print(out: &mut impl Write, container: &str, nodes: &[Node]) -> io::Result<()> {
+pub(crate) fn print(out: &mut impl Write, container: &str, nodes: &[Node]) -> io::Result<()> {
     fn walk(out: &mut impl Write, node: &Node, prefix: &str, last: bool) -> io::Result<()> {
         writeln!(
             out,

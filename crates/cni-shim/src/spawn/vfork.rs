@@ -1,17 +1,18 @@
-//! Starting the real plugin so that it dies with the shim, at the cost of `posix_spawn` rather than of `fork`.
+//! The fast path: a `CLONE_VM | CLONE_VFORK` child, as `posix_spawn` makes one, that asks for `PR_SET_PDEATHSIG`
+//! before its `execve`.
 //!
-//! A runtime that times a call out kills the shim. Without the shim it would have killed the plugin, so the plugin
-//! must not live on: between its creation and its `execve` it asks the kernel for SIGKILL when the shim goes
-//! (`PR_SET_PDEATHSIG`). The standard library runs such a step only after a full `fork`, which copies the shim's
-//! page tables and makes each page the shim writes afterwards fault once: 55 to 90 µs a call on the benchmark's
-//! machine. This does what `posix_spawn` does instead: the child shares the shim's memory (`CLONE_VM`) on a stack
-//! of its own, makes only system calls, and the calling thread is suspended until the `execve` (`CLONE_VFORK`).
+//! The standard library runs such a step only after a full `fork`, which copies the shim's page tables and makes
+//! each page the shim writes afterwards fault once: 55 to 90 µs a call on the benchmark's machine
+//! (crates/bench/NOTES.md). Here the child shares the shim's memory (`CLONE_VM`) on a stack of its own, makes only
+//! system calls, and the calling thread is suspended until the `execve` (`CLONE_VFORK`).
 //!
-//! The one place in cni-shim with `unsafe` code; each block says why it holds. Written for musl (the shipped static
-//! build) and glibc 2.25 or later: older glibc had a `CLONE_VM` child overwrite its parent's cached thread id.
+//! The one place in cni-shim with `unsafe` code; each block says why it holds. It is compiled only where the
+//! kernel's `struct sigaction` and signal set are the ones written out below (Linux on x86_64 and aarch64: see
+//! [`super`]). Written for musl (the shipped static build) and glibc 2.25 or later: older glibc had a `CLONE_VM`
+//! child overwrite its parent's cached thread id.
 #![allow(unsafe_code)]
 
-use std::ffi::{c_char, c_int, c_void, CString};
+use std::ffi::{c_char, c_int, c_void};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -19,63 +20,21 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use rustix::io::fcntl_dupfd_cloexec;
 use rustix::process::{waitpid, Pid, WaitOptions};
 
-/// A program and what it runs with, as C strings prepared before the child exists.
-#[derive(Debug)]
-pub struct Program {
-    path: CString,
-    argv: Vec<CString>,
-    envp: Vec<CString>,
-}
-
-impl Program {
-    /// `argv[0]` is `path`; `env` holds `KEY=value` entries. An interior NUL byte, which no `execve` could carry
-    /// either, is an `InvalidInput` error.
-    pub fn new(
-        path: &[u8],
-        args: impl IntoIterator<Item = Vec<u8>>,
-        env: impl IntoIterator<Item = Vec<u8>>,
-    ) -> io::Result<Program> {
-        let c = |bytes: Vec<u8>| {
-            CString::new(bytes).map_err(|_| {
-                io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "an argument or environment variable holds a NUL byte",
-                )
-            })
-        };
-        let path = c(path.to_vec())?;
-        let mut argv = vec![path.clone()];
-        for a in args {
-            argv.push(c(a)?);
-        }
-        let envp = env.into_iter().map(c).collect::<io::Result<_>>()?;
-        Ok(Program { path, argv, envp })
-    }
-}
+use super::{Ended, Program};
 
 /// A started child, to be waited for.
 #[derive(Debug)]
-pub struct Child {
+pub(crate) struct Child {
     pid: Pid,
 }
 
-/// How a child ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ended {
-    /// It exited with this status.
-    Exited(i32),
-    /// A signal killed it.
-    Killed(i32),
-}
-
 impl Child {
-    /// The child's process id.
-    pub fn id(&self) -> u32 {
+    pub(crate) fn id(&self) -> u32 {
         self.pid.as_raw_pid().unsigned_abs()
     }
 
     /// Waits for the child to end; interrupted waits are retried.
-    pub fn wait(self) -> io::Result<Ended> {
+    pub(crate) fn wait(self) -> io::Result<Ended> {
         loop {
             match waitpid(Some(self.pid), WaitOptions::empty()) {
                 Ok(Some((_, status))) => {
@@ -113,7 +72,7 @@ const STACK: usize = 32 * 1024;
 /// and SIGKILL due when the calling thread ends. The descriptors are the caller's to close afterwards. An error
 /// is the caller's (no memory, no process) or the child's own errno from the step that failed (`execve`'s ENOENT,
 /// ENOEXEC, EACCES ...); such a child has been reaped.
-pub fn spawn(program: &Program, stdio: [BorrowedFd<'_>; 3]) -> io::Result<Child> {
+pub(crate) fn spawn(program: &Program, stdio: [BorrowedFd<'_>; 3]) -> io::Result<Child> {
     // A descriptor below 3 would be overwritten by another's dup2 in the child: move it up first.
     let mut moved: Vec<OwnedFd> = Vec::new();
     let mut raw = [0; 3];
@@ -319,91 +278,4 @@ fn errno() -> c_int {
     io::Error::last_os_error()
         .raw_os_error()
         .unwrap_or(libc::EIO)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::{Read, Write};
-    use std::os::fd::AsFd;
-
-    fn pipe() -> (OwnedFd, OwnedFd) {
-        let (r, w) = std::io::pipe().unwrap();
-        (r.into(), w.into())
-    }
-
-    #[test]
-    fn the_program_gets_its_arguments_environment_and_descriptors() {
-        let script = r#"read line; echo "$line $0 $1 $GREETING"; echo to-stderr >&2; exit 7"#;
-        let program = Program::new(
-            b"/bin/sh",
-            [b"-c".to_vec(), script.as_bytes().to_vec(), b"one".to_vec()],
-            [b"GREETING=hello".to_vec()],
-        )
-        .unwrap();
-        let (in_r, in_w) = pipe();
-        let (out_r, out_w) = pipe();
-        let (err_r, err_w) = pipe();
-        std::fs::File::from(in_w).write_all(b"input\n").unwrap();
-        let child = spawn(&program, [in_r.as_fd(), out_w.as_fd(), err_w.as_fd()]).unwrap();
-        drop((in_r, out_w, err_w));
-        let (mut out, mut err) = (String::new(), String::new());
-        std::fs::File::from(out_r).read_to_string(&mut out).unwrap();
-        std::fs::File::from(err_r).read_to_string(&mut err).unwrap();
-        assert_eq!(child.wait().unwrap(), Ended::Exited(7));
-        assert_eq!(out, "input one  hello\n");
-        assert_eq!(err, "to-stderr\n");
-    }
-
-    #[test]
-    fn a_signal_that_kills_the_program_is_reported() {
-        let program =
-            Program::new(b"/bin/sh", [b"-c".to_vec(), b"kill -9 $$".to_vec()], []).unwrap();
-        let (r, w) = pipe();
-        let child = spawn(&program, [r.as_fd(), w.as_fd(), w.as_fd()]).unwrap();
-        assert_eq!(child.wait().unwrap(), Ended::Killed(libc::SIGKILL));
-    }
-
-    #[test]
-    fn a_program_that_cannot_run_is_its_execve_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let garbage = dir.path().join("garbage");
-        std::fs::write(&garbage, [0u8, 1, 2, 3]).unwrap();
-        std::fs::set_permissions(
-            &garbage,
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .unwrap();
-        let (r, w) = pipe();
-        for (path, errno) in [
-            (b"/nonexistent/plugin".to_vec(), libc::ENOENT),
-            (
-                dir.path().as_os_str().as_encoded_bytes().to_vec(),
-                libc::EACCES,
-            ),
-            (
-                garbage.as_os_str().as_encoded_bytes().to_vec(),
-                libc::ENOEXEC,
-            ),
-        ] {
-            let program = Program::new(&path, [], []).unwrap();
-            // A test on another thread forking while `garbage` was open for writing here holds it open for a
-            // moment (ETXTBSY): try again then.
-            let mut e = spawn(&program, [r.as_fd(), w.as_fd(), w.as_fd()]).unwrap_err();
-            for _ in 0..50 {
-                if e.raw_os_error() != Some(libc::ETXTBSY) {
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(20));
-                e = spawn(&program, [r.as_fd(), w.as_fd(), w.as_fd()]).unwrap_err();
-            }
-            assert_eq!(e.raw_os_error(), Some(errno), "{e}");
-        }
-    }
-
-    #[test]
-    fn a_nul_byte_is_refused_before_anything_starts() {
-        let e = Program::new(b"/bin/true", [b"a\0b".to_vec()], []).unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
-    }
 }
