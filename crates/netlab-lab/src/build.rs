@@ -104,16 +104,15 @@ pub fn up(
     out: &mut dyn Write,
 ) -> Result<State, Error> {
     if !sys::is_root() {
-        return Err(Error::Lab(
-            "the lab needs root: it creates network namespaces and mounts".into(),
-        ));
+        return Err(Error::NotRoot {
+            why: "it creates network namespaces and mounts",
+        });
     }
     if let Some(existing) = State::load(&opts.name)? {
-        return Err(Error::Lab(format!(
-            "lab {} is already up (state in {}): run `netlab down` first",
-            existing.name,
-            State::path(&existing.name).display()
-        )));
+        return Err(Error::AlreadyUp {
+            state: State::path(&existing.name),
+            name: existing.name,
+        });
     }
     let dir = Path::new(RUN_DIR).join(&opts.name);
     let mut state = State {
@@ -223,10 +222,15 @@ pub fn up(
             .into_iter()
             .map(|w| match w {
                 Ok(w) => w.join().unwrap_or_else(|_| {
-                    Err(Error::Lab("setting up a node failed unexpectedly".into()))
+                    Err(Error::ThreadPanicked {
+                        what: "setting up a node".into(),
+                    })
                 }),
                 // No thread for it: `up` stops there, and `down` removes what was recorded.
-                Err(_) => Err(Error::Lab("cannot start a thread to set up a node".into())),
+                Err(source) => Err(Error::ThreadStart {
+                    what: "setting up a node".into(),
+                    source,
+                }),
             })
             .collect()
     });
@@ -529,7 +533,7 @@ fn site(
         sys::add_netns_for_links(node_netns, &[("net.ipv4.ip_forward", "1")]),
     )?;
     let (Some(mut switch), Some(mut client)) = (sockets.next(), sockets.next()) else {
-        return Err(Error::Lab("no rtnetlink socket for the site".into()));
+        return Err(Error::NoSocket("the site"));
     };
     switch.add_bridge("br0")?;
     let br0 = switch.index("br0")?;
@@ -585,9 +589,11 @@ fn namespaces_free(
             return Err(Error::NetnsTaken(ns));
         }
         if let Some(first) = seen.insert(ns.clone(), what.clone()) {
-            return Err(Error::Lab(format!(
-                "{first} and {what} would both have the network namespace {ns}: rename one in the topology"
-            )));
+            return Err(Error::NetnsClash {
+                first,
+                second: what,
+                netns: ns,
+            });
         }
     }
     Ok(())
@@ -621,7 +627,7 @@ fn node(
     mut links: Netlink,
 ) -> Result<NodeState, Error> {
     let (Some(spec), Some(&subnet)) = (t.nodes.get(i), subnets.get(i)) else {
-        return Err(Error::Lab(format!("no node {i} in the topology")));
+        return Err(Error::NoNode(i));
     };
     let netns = format!("{}-{}", state.name, spec.name);
     let dir = state.dir.join("nodes").join(&spec.name);
@@ -701,9 +707,7 @@ fn nth_subnet(network: Ipv4Net, len: u8, n: u32) -> Result<Ipv4Net, Error> {
     let start = n.checked_mul(size).and_then(|o| base.checked_add(o));
     match start.and_then(|s| Ipv4Net::new(Ipv4Addr::from(s), len).ok()) {
         Some(sn) if network.contains(&sn) => Ok(sn),
-        _ => Err(Error::Lab(format!(
-            "flannel network {network} has no room for a {n}th /{len} subnet"
-        ))),
+        _ => Err(Error::FlannelFull { network, n, len }),
     }
 }
 

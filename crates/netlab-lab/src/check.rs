@@ -294,8 +294,9 @@ fn start_listeners(state: &State, exe: &Path) -> Result<Vec<Child>, Error> {
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())
                 .spawn()
-                .map_err(|e| {
-                    Error::Lab(format!("cannot start a listener in {}: {e}", pod.netns))
+                .map_err(|source| Error::Listener {
+                    netns: pod.netns.clone(),
+                    source,
                 })?;
             // Wait for "ready", so a probe never races the bind.
             let mut line = String::new();

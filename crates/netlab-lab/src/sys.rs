@@ -117,8 +117,11 @@ fn on_a_thread_of_its_own<T: Send>(
         |s| match std::thread::Builder::new().spawn_scoped(s, work) {
             Ok(worker) => worker
                 .join()
-                .unwrap_or_else(|_| Err(Error::Lab(format!("{what} failed unexpectedly")))),
-            Err(e) => Err(Error::Lab(format!("cannot start a thread for {what}: {e}"))),
+                .unwrap_or_else(|_| Err(Error::ThreadPanicked { what: what.into() })),
+            Err(source) => Err(Error::ThreadStart {
+                what: what.into(),
+                source,
+            }),
         },
     )
 }
@@ -226,7 +229,10 @@ pub fn mount_namespace(file: &Path, binds: &[(PathBuf, &str)]) -> Result<(), Err
                 }
                 result
             })
-            .map_err(|e| Error::Lab(format!("cannot start a thread for a mount namespace: {e}")))?;
+            .map_err(|source| Error::ThreadStart {
+                what: "a mount namespace".into(),
+                source,
+            })?;
         let binding = match wait_made.recv() {
             Ok(Some(tid)) => {
                 let ns = format!("/proc/self/task/{}/ns/mnt", tid.as_raw_nonzero());
@@ -237,9 +243,9 @@ pub fn mount_namespace(file: &Path, binds: &[(PathBuf, &str)]) -> Result<(), Err
         };
         drop(bound);
         let setup = worker.join().unwrap_or_else(|_| {
-            Err(Error::Lab(
-                "making a mount namespace failed unexpectedly".into(),
-            ))
+            Err(Error::ThreadPanicked {
+                what: "making a mount namespace".into(),
+            })
         });
         setup.and(binding)
     })

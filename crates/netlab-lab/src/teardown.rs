@@ -29,9 +29,9 @@ impl Report {
 /// Takes lab `name` down. Idempotent: with no state file it only looks for leftovers.
 pub fn down(name: &str, out: &mut dyn Write) -> Result<Report, Error> {
     if !sys::is_root() {
-        return Err(Error::Lab(
-            "the lab needs root to remove its namespaces and mounts".into(),
-        ));
+        return Err(Error::NotRoot {
+            why: "it removes its namespaces and mounts",
+        });
     }
     let mut report = Report::default();
     match State::load(name)? {

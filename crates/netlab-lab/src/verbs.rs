@@ -12,6 +12,9 @@ use crate::build::{self, UpOptions};
 use crate::state::State;
 use crate::{check, status, teardown, Error};
 
+/// Where Debian's `containernetworking-plugins` installs the reference plugins.
+pub const REFERENCE_DIR: &str = "/usr/lib/cni";
+
 /// What `up` and `run` take.
 #[derive(Debug, Clone)]
 pub struct LabArgs {
@@ -23,8 +26,8 @@ pub struct LabArgs {
     pub manifests: PathBuf,
     /// The index2ip binary; found next to netlab, on PATH or in /opt/cni/bin otherwise.
     pub index2ip: Option<PathBuf>,
-    /// Debian's reference plugins.
-    pub reference_dir: PathBuf,
+    /// Debian's reference plugins; [`REFERENCE_DIR`] when not given.
+    pub reference_dir: Option<PathBuf>,
     /// Record every plugin call through cni-shim (found as index2ip is, or given).
     pub trace: Option<Option<PathBuf>>,
 }
@@ -35,7 +38,10 @@ pub fn find_binary(name: &str, given: Option<&Path>) -> Result<PathBuf, Error> {
         return if p.is_file() {
             Ok(p.to_owned())
         } else {
-            Err(Error::Lab(format!("{name} {}: no such file", p.display())))
+            Err(Error::NoSuchBinary {
+                name: name.to_owned(),
+                path: p.to_owned(),
+            })
         };
     }
     let beside = std::env::current_exe()
@@ -53,11 +59,7 @@ pub fn find_binary(name: &str, given: Option<&Path>) -> Result<PathBuf, Error> {
         .chain(on_path)
         .chain([Path::new("/opt/cni/bin").join(name)])
         .find(|p| p.is_file())
-        .ok_or_else(|| {
-            Error::Lab(format!(
-                "{name} not found next to netlab, on PATH or in /opt/cni/bin: build it (cargo build -p {name}) or pass its path"
-            ))
-        })
+        .ok_or_else(|| Error::BinaryNotFound(name.to_owned()))
 }
 
 /// `up`: the lab of `args.name` from `topology` and `cluster` (read from `args.topology` and `args.manifests`).
@@ -71,7 +73,10 @@ pub fn up(
         name: args.name.clone(),
         manifests: args.manifests.display().to_string(),
         index2ip: find_binary("index2ip", args.index2ip.as_deref())?,
-        reference_dir: args.reference_dir.clone(),
+        reference_dir: args
+            .reference_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(REFERENCE_DIR)),
         shim: match &args.trace {
             None => None,
             Some(given) => Some(find_binary("cni-shim", given.as_deref())?),
@@ -81,8 +86,7 @@ pub fn up(
 }
 
 fn loaded(name: &str) -> Result<State, Error> {
-    State::load(name)?
-        .ok_or_else(|| Error::Lab(format!("no lab {name} is up: run `netlab up` first")))
+    State::load(name)?.ok_or_else(|| Error::NotUp(name.to_owned()))
 }
 
 /// `status`, with each pod's network-status annotation when asked.
@@ -97,8 +101,7 @@ pub fn status(name: &str, network_status: bool, out: &mut dyn Write) -> Result<(
 
 /// `check`: passes when no check failed.
 pub fn check(name: &str, out: &mut dyn Write) -> Result<bool, Error> {
-    let exe = std::env::current_exe()
-        .map_err(|e| Error::Lab(format!("cannot find netlab's own executable: {e}")))?;
+    let exe = std::env::current_exe().map_err(Error::OwnExecutable)?;
     Ok(check::check(&loaded(name)?, &exe, out)?.failures() == 0)
 }
 
@@ -109,11 +112,12 @@ pub fn exec(name: &str, node: bool, target: &str, cmd: &[String]) -> Result<Exit
     let mut namespaces = Vec::new();
     if node {
         let Some(n) = state.node(target) else {
-            let names: Vec<&str> = state.nodes.iter().map(|n| n.name.as_str()).collect();
-            return Err(Error::Lab(format!(
-                "no node {target} in lab {name}; nodes: {}",
-                names.join(", ")
-            )));
+            return Err(Error::NoTarget {
+                kind: "node",
+                target: target.to_owned(),
+                lab: name.to_owned(),
+                known: state.nodes.iter().map(|n| n.name.clone()).collect(),
+            });
         };
         namespaces.push(format!("--mount={}", n.mnt.display()));
         namespaces.push(format!(
@@ -122,11 +126,12 @@ pub fn exec(name: &str, node: bool, target: &str, cmd: &[String]) -> Result<Exit
         ));
     } else {
         let Some(p) = state.pod(target) else {
-            let names: Vec<&str> = state.pods.iter().map(|p| p.name.as_str()).collect();
-            return Err(Error::Lab(format!(
-                "no pod {target} in lab {name}; pods: {}",
-                names.join(", ")
-            )));
+            return Err(Error::NoTarget {
+                kind: "pod",
+                target: target.to_owned(),
+                lab: name.to_owned(),
+                known: state.pods.iter().map(|p| p.name.clone()).collect(),
+            });
         };
         namespaces.push(format!(
             "--net={}",
@@ -134,7 +139,7 @@ pub fn exec(name: &str, node: bool, target: &str, cmd: &[String]) -> Result<Exit
         ));
     }
     let Some((program, rest)) = cmd.split_first() else {
-        return Err(Error::Lab("exec needs a command after --".into()));
+        return Err(Error::NoCommand("exec"));
     };
     let status = Command::new("nsenter")
         .args(&namespaces)
@@ -142,7 +147,10 @@ pub fn exec(name: &str, node: bool, target: &str, cmd: &[String]) -> Result<Exit
         .arg(program)
         .args(rest)
         .status()
-        .map_err(|e| Error::Lab(format!("cannot run {program}: {e}")))?;
+        .map_err(|source| Error::Run {
+            program: program.clone(),
+            source,
+        })?;
     Ok(ExitCode::from(
         status
             .code()
@@ -167,7 +175,10 @@ fn trace(name: &str, args: &LabArgs, out: &mut dyn Write) -> Result<(), Error> {
         .args(["tree", &id, "--shim-dir"])
         .arg(state.dir.join("shim"))
         .output()
-        .map_err(|e| Error::Lab(format!("cannot run {}: {e}", shim.display())))?;
+        .map_err(|source| Error::Run {
+            program: shim.display().to_string(),
+            source,
+        })?;
     let _ = writeln!(
         out,
         "==> the call tree of pod {} (cni-shim tree {id}):",

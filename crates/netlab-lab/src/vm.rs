@@ -105,31 +105,29 @@ pub fn find_image(given: Option<&Path>) -> Result<PathBuf, Error> {
         .cloned()
         .ok_or_else(|| {
             let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
-            Error::Lab(format!(
-                "no VM image (vmlinuz and initramfs.cpio) in {}: build one with scripts/vm-image.sh (as root) or \
-                 pass --vm-image DIR",
-                looked.join(", ")
-            ))
+            Error::NoVmImage { looked }
         })
 }
 
 /// Runs `netlab run` with `args` inside the VM, streaming its output to `out`.
 pub fn run(args: &LabArgs, vm: &VmOptions, out: &mut dyn Write) -> Result<Outcome, Error> {
     if args.index2ip.is_some() {
-        return Err(Error::Lab(
-            "--index2ip does not apply with --vm: the VM runs the index2ip of its image (scripts/vm-image.sh --bin-dir)".into(),
-        ));
+        return Err(Error::NotWithVm {
+            option: "--index2ip",
+            why: "the VM runs the index2ip of its image (scripts/vm-image.sh --bin-dir)",
+        });
     }
-    if args.reference_dir != Path::new("/usr/lib/cni") {
-        return Err(Error::Lab(
-            "--plugins does not apply with --vm: the VM runs the reference plugins of its image"
-                .into(),
-        ));
+    if args.reference_dir.is_some() {
+        return Err(Error::NotWithVm {
+            option: "--plugins",
+            why: "the VM runs the reference plugins of its image",
+        });
     }
     if matches!(args.trace, Some(Some(_))) {
-        return Err(Error::Lab(
-            "--trace=PATH does not apply with --vm: the VM traces through the cni-shim of its image (use --trace)".into(),
-        ));
+        return Err(Error::NotWithVm {
+            option: "--trace=PATH",
+            why: "the VM traces through the cni-shim of its image (use --trace)",
+        });
     }
     // The image first: without one nothing else matters.
     find_image(vm.image.as_deref())?;
@@ -146,7 +144,7 @@ pub fn exec(
     out: &mut dyn Write,
 ) -> Result<Outcome, Error> {
     if cmd.is_empty() {
-        return Err(Error::Lab("vm-exec needs a command after --".into()));
+        return Err(Error::NoCommand("vm-exec"));
     }
     let mut cpio = Cpio::default();
     let mut files: std::collections::BTreeMap<PathBuf, PathBuf> = std::collections::BTreeMap::new();
@@ -204,9 +202,7 @@ fn libraries(file: &Path) -> Vec<PathBuf> {
 /// `/vm/args`: the program and its arguments, one a line.
 fn args_file(argv: &[String]) -> Result<String, Error> {
     if let Some(bad) = argv.iter().find(|a| a.contains('\n')) {
-        return Err(Error::Lab(format!(
-            "{bad:?}: an argument for the VM cannot hold a line break"
-        )));
+        return Err(Error::VmArgument(bad.clone()));
     }
     Ok(format!("{}\n", argv.join("\n")))
 }
@@ -273,13 +269,12 @@ fn boot_with(
         }
     }
     Err(match last {
-        Some(Boot::NoInit(console)) => Error::Lab(format!(
-            "the VM did not reach its init within {} s{}",
-            vm.boot_timeout.as_secs(),
-            tail(&console)
-        )),
+        Some(Boot::NoInit(console)) => Error::VmNoInit {
+            timeout: vm.boot_timeout,
+            console: tail(&console),
+        },
         Some(Boot::Failed(e)) => e,
-        None => Error::Lab("no accelerator to try".into()),
+        None => Error::NoAccelerator,
     })
 }
 
@@ -339,11 +334,11 @@ fn boot(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let started = Instant::now();
-    let mut child = cmd.spawn().map_err(|e| {
-        Boot::Failed(Error::Lab(format!(
-            "cannot start {}: {e} (apt-get install qemu-system-x86)",
-            vm.qemu.display()
-        )))
+    let mut child = cmd.spawn().map_err(|source| {
+        Boot::Failed(Error::QemuStart {
+            qemu: vm.qemu.clone(),
+            source,
+        })
     })?;
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
@@ -360,9 +355,12 @@ fn boot(
     drop(qemu);
     let qemu_errors = errors.join().unwrap_or_default();
     match outcome {
-        Err(Boot::Failed(Error::Lab(msg))) if !qemu_errors.trim().is_empty() => Err(Boot::Failed(
-            Error::Lab(format!("{msg}; qemu said: {}", qemu_errors.trim())),
-        )),
+        Err(Boot::Failed(error)) if !qemu_errors.trim().is_empty() => {
+            Err(Boot::Failed(Error::Qemu {
+                error: Box::new(error),
+                stderr: qemu_errors.trim().to_owned(),
+            }))
+        }
         other => other,
     }
 }
@@ -420,23 +418,20 @@ fn follow(
                 return Err(Boot::NoInit(console));
             }
             Err(RecvTimeoutError::Timeout) => {
-                return Err(Boot::Failed(Error::Lab(format!(
-                    "the VM run took longer than {} s and was stopped{}",
-                    vm.timeout.as_secs(),
-                    tail(&console)
-                ))));
+                return Err(Boot::Failed(Error::VmTimeout {
+                    timeout: vm.timeout,
+                    console: tail(&console),
+                }));
             }
             Err(RecvTimeoutError::Disconnected) if boot.is_none() => {
-                return Err(Boot::Failed(Error::Lab(format!(
-                    "qemu exited before the guest reached its init{}",
-                    tail(&console)
-                ))));
+                return Err(Boot::Failed(Error::QemuExited {
+                    console: tail(&console),
+                }));
             }
             Err(RecvTimeoutError::Disconnected) => {
-                return Err(Boot::Failed(Error::Lab(format!(
-                    "the VM stopped without netlab's exit status{}",
-                    tail(&console)
-                ))));
+                return Err(Boot::Failed(Error::VmNoStatus {
+                    console: tail(&console),
+                }));
             }
         }
     }
@@ -641,7 +636,7 @@ mod tests {
             topology: None,
             manifests: dir.path().to_owned(),
             index2ip: None,
-            reference_dir: "/usr/lib/cni".into(),
+            reference_dir: None,
             trace: Some(None),
         };
         let bytes = run_archive(&args).unwrap();

@@ -149,7 +149,7 @@ fn five_hundred_pods_through_the_real_chain_leak_nothing() {
         topology: Some(topo.clone()),
         manifests: root().join("k8s"),
         index2ip: Some(index2ip),
-        reference_dir: PathBuf::from("/usr/lib/cni"),
+        reference_dir: None,
         trace: None,
     };
     let (sources, _) =

@@ -36,9 +36,9 @@ pub struct LabOpts {
     /// The index2ip binary (default: next to netlab, on PATH, or /opt/cni/bin).
     #[arg(long, value_name = "PATH")]
     pub index2ip: Option<PathBuf>,
-    /// Debian's reference CNI plugins.
-    #[arg(long, value_name = "DIR", default_value = "/usr/lib/cni")]
-    pub plugins: PathBuf,
+    /// Debian's reference CNI plugins [default: /usr/lib/cni].
+    #[arg(long, value_name = "DIR")]
+    pub plugins: Option<PathBuf>,
     /// Record every plugin call, delegated ones included, through cni-shim (found next to netlab, on PATH or in
     /// /opt/cni/bin, or given); `run` prints a pod's call tree, and `cni-shim tree --shim-dir
     /// /run/netlab/NAME/shim` reads them while the lab is up.
