@@ -10,7 +10,8 @@ use std::process::{Command as Process, Stdio};
 
 use serde_json::{Map, Value};
 
-use cni::{CniResult, Command, ErrorReply, Version};
+use cni::{CniResult, Command, ErrorReply, NetConf, Version};
+use netlab_model::cniconf::NetworkConfig;
 
 /// Why running a plugin gave no usable answer.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +65,14 @@ pub enum ExecError {
         status: std::process::ExitStatus,
         /// What it wrote to stderr.
         stderr: String,
+    },
+    /// The network configuration cannot run: it has no name, or a version the spec does not define.
+    #[error("network configuration {name:?}: {reason}")]
+    Config {
+        /// Its name, as far as it has one.
+        name: String,
+        /// What is wrong.
+        reason: String,
     },
     /// The plugin succeeded but its stdout is not a result of the requested version.
     #[error("{} {command} printed no valid {version} result: {source}", .plugin.display())]
@@ -229,24 +238,25 @@ impl Invocation {
 
     /// ADD through a chain of plugin configs (a conflist's `plugins`, or one config), each getting the previous
     /// result as `prevResult`, as SPEC.md section 3 lays out. Returns the last result.
-    pub fn add_chain(&self, list: &ConfList) -> Result<CniResult, ExecError> {
+    pub fn add_chain(&self, list: &NetworkConfig) -> Result<CniResult, ExecError> {
+        let (name, version) = runnable(list)?;
         let mut prev: Option<Value> = None;
         let mut last = CniResult::default();
         for plugin_conf in &list.plugins {
-            let (plugin, stdin) = self.prepare(list, plugin_conf, prev.as_ref())?;
+            let (plugin, stdin) = self.prepare(name, version, plugin_conf, prev.as_ref())?;
             let out = self.exec(&plugin, Command::Add, &stdin)?;
             let value: Value =
                 serde_json::from_slice(&out.stdout).map_err(|source| ExecError::BadResult {
                     plugin: plugin.clone(),
                     command: Command::Add,
-                    version: list.version,
+                    version,
                     source,
                 })?;
-            last = CniResult::parse(list.version, value.clone()).map_err(|source| {
+            last = CniResult::parse(version, value.clone()).map_err(|source| {
                 ExecError::BadResult {
                     plugin,
                     command: Command::Add,
-                    version: list.version,
+                    version,
                     source,
                 }
             })?;
@@ -260,19 +270,20 @@ impl Invocation {
     pub fn finish_chain(
         &self,
         command: Command,
-        list: &ConfList,
+        list: &NetworkConfig,
         prev: Option<&CniResult>,
     ) -> Result<(), ExecError> {
-        let prev = prev.and_then(|r| serde_json::to_value(r.at(list.version)).ok());
+        let (name, version) = runnable(list)?;
+        let prev = prev.and_then(|r| serde_json::to_value(r.at(version)).ok());
         let mut first_error = None;
-        let order: Box<dyn Iterator<Item = &Value>> = if command == Command::Del {
+        let order: Box<dyn Iterator<Item = &NetConf>> = if command == Command::Del {
             Box::new(list.plugins.iter().rev())
         } else {
             Box::new(list.plugins.iter())
         };
         for plugin_conf in order {
             let outcome = self
-                .prepare(list, plugin_conf, prev.as_ref())
+                .prepare(name, version, plugin_conf, prev.as_ref())
                 .and_then(|(plugin, stdin)| self.exec(&plugin, command, &stdin));
             if let Err(e) = outcome {
                 if command != Command::Del {
@@ -286,19 +297,23 @@ impl Invocation {
 
     fn prepare(
         &self,
-        list: &ConfList,
-        conf: &Value,
+        name: &str,
+        version: Version,
+        conf: &NetConf,
         prev: Option<&Value>,
     ) -> Result<(PathBuf, Vec<u8>), ExecError> {
-        let mut conf: Map<String, Value> = conf.as_object().cloned().unwrap_or_default();
+        let mut conf: Map<String, Value> = match serde_json::to_value(conf) {
+            Ok(Value::Object(map)) => map,
+            _ => Map::new(),
+        };
         let plugin_type = conf
             .get("type")
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
         let plugin = self.find(&plugin_type)?;
-        conf.insert("cniVersion".into(), list.version.as_str().into());
-        conf.insert("name".into(), list.name.clone().into());
+        conf.insert("cniVersion".into(), version.as_str().into());
+        conf.insert("name".into(), name.into());
         if let Some(prev) = prev {
             conf.insert("prevResult".into(), prev.clone());
         }
@@ -306,78 +321,18 @@ impl Invocation {
     }
 }
 
-/// A network configuration list (SPEC.md section 1): a name, a version, and plugins run in order.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ConfList {
-    /// The network's name.
-    pub name: String,
-    /// The version every plugin is called with.
-    pub version: Version,
-    /// Each plugin's own configuration.
-    pub plugins: Vec<Value>,
-}
-
-/// Why a configuration is not usable as a network.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfError {
-    /// Not JSON.
-    #[error("not JSON: {0}")]
-    Json(#[from] serde_json::Error),
-    /// A required key is missing or of the wrong type.
-    #[error("{0}")]
-    Invalid(String),
-    /// The version is not one the spec defines.
-    #[error(transparent)]
-    Version(#[from] cni::Error),
-}
-
-impl ConfList {
-    /// Reads a `.conflist` (with `plugins`) or a single plugin's `.conf`, which runs as a list of one.
-    pub fn from_json(text: &str) -> Result<ConfList, ConfError> {
-        let value: Value = serde_json::from_str(text)?;
-        let Value::Object(obj) = &value else {
-            return Err(ConfError::Invalid(
-                "a network configuration must be a JSON object".into(),
-            ));
-        };
-        let name = match obj.get("name") {
-            Some(Value::String(n)) if !n.is_empty() => n.clone(),
-            _ => {
-                return Err(ConfError::Invalid(
-                    "the configuration has no \"name\"".into(),
-                ))
-            }
-        };
-        let version = match obj.get("cniVersion") {
-            None => Version::V0_1_0,
-            Some(Value::String(v)) => v.parse()?,
-            Some(other) => {
-                return Err(ConfError::Invalid(format!(
-                    "\"cniVersion\" must be a string, got {other}"
-                )))
-            }
-        };
-        let plugins = match obj.get("plugins") {
-            Some(Value::Array(list)) if !list.is_empty() => list.clone(),
-            Some(_) => {
-                return Err(ConfError::Invalid(
-                    "\"plugins\" must be a non-empty list".into(),
-                ))
-            }
-            None => vec![value.clone()],
-        };
-        for p in &plugins {
-            if !p.get("type").is_some_and(Value::is_string) {
-                return Err(ConfError::Invalid(format!("plugin {p} has no \"type\"")));
-            }
-        }
-        Ok(ConfList {
-            name,
-            version,
-            plugins,
-        })
+/// The name and version a configuration runs with, as libcni requires them: a name, and a version the spec defines.
+pub fn runnable(list: &NetworkConfig) -> Result<(&str, Version), ExecError> {
+    let name = list.name.as_deref().unwrap_or_default();
+    let bad = |reason: String| ExecError::Config {
+        name: name.to_owned(),
+        reason,
+    };
+    if name.is_empty() {
+        return Err(bad("the configuration has no \"name\"".into()));
     }
+    let version = list.version().map_err(|e| bad(e.to_string()))?;
+    Ok((name, version))
 }
 
 fn args_string(args: &[(String, String)]) -> String {
@@ -479,7 +434,7 @@ mod tests {
     #[test]
     fn a_chain_passes_prev_result_and_deletes_in_reverse() {
         let dir = plugins(&[("a", ADD_A), ("b", ADD_B)]);
-        let list = ConfList::from_json(
+        let list = NetworkConfig::parse(
             r#"{"cniVersion":"1.0.0","name":"net","plugins":[{"type":"a","k":1},{"type":"b"}]}"#,
         )
         .unwrap();
@@ -516,7 +471,7 @@ mod tests {
         ]);
         let inv = invocation(&dir);
         let run = |t: &str| {
-            let list = ConfList::from_json(&format!(
+            let list = NetworkConfig::parse(&format!(
                 r#"{{"cniVersion":"1.0.0","name":"n","type":"{t}"}}"#
             ))
             .unwrap();
@@ -542,7 +497,7 @@ mod tests {
     #[test]
     fn del_goes_on_through_failures() {
         let dir = plugins(&[("a", ADD_A), ("bad", "exit 3")]);
-        let list = ConfList::from_json(
+        let list = NetworkConfig::parse(
             r#"{"cniVersion":"1.0.0","name":"n","plugins":[{"type":"a"},{"type":"bad"}]}"#,
         )
         .unwrap();
@@ -556,21 +511,21 @@ mod tests {
     }
 
     #[test]
-    fn conf_lists_are_validated() {
+    fn configurations_run_only_with_a_name_and_a_known_version() {
         for (text, expected) in [
-            ("[]", "must be a JSON object"),
             (r#"{"type":"a"}"#, "no \"name\""),
-            (r#"{"name":"n","plugins":[]}"#, "non-empty list"),
-            (r#"{"name":"n","plugins":[{"x":1}]}"#, "has no \"type\""),
             (
                 r#"{"name":"n","cniVersion":"9.9.9","type":"a"}"#,
                 "not supported",
             ),
         ] {
-            let e = ConfList::from_json(text).unwrap_err().to_string();
+            let e = runnable(&NetworkConfig::parse(text).unwrap())
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(expected), "{text}: {e}");
         }
-        let single = ConfList::from_json(r#"{"name":"n","type":"a"}"#).unwrap();
-        assert_eq!((single.version, single.plugins.len()), (Version::V0_1_0, 1));
+        let single = NetworkConfig::parse(r#"{"name":"n","type":"a"}"#).unwrap();
+        assert_eq!(runnable(&single).unwrap(), ("n", Version::V0_1_0));
+        assert_eq!(single.plugins.len(), 1);
     }
 }

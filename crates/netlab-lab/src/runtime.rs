@@ -14,8 +14,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use crate::exec::{ConfList, Invocation};
-use cni::{CniResult, Command};
+use crate::exec::{runnable, Invocation};
+use cni::{CniResult, Command, NetConf};
+use netlab_model::cniconf::NetworkConfig;
 use serde_json::{json, Value};
 
 use crate::state::{Attachment, NodeState, PodState};
@@ -152,19 +153,24 @@ impl Runtime {
         &self,
         node: &NodeState,
         config: &str,
-    ) -> Result<(ConfList, Vec<String>), String> {
-        let mut list = ConfList::from_json(config).map_err(|e| e.to_string())?;
+    ) -> Result<(NetworkConfig, Vec<String>), String> {
+        let mut list = NetworkConfig::parse(config).map_err(|e| e.message)?;
+        let name = runnable(&list).map_err(|e| e.to_string())?.0.to_owned();
         let mut notes = Vec::new();
         for plugin in &mut list.plugins {
-            match plugin.get("type").and_then(Value::as_str) {
-                Some("flannel") => *plugin = self.flannel_delegate(node, &list.name, plugin)?,
-                Some("ipvlan") if !self.has_ipvlan => {
-                    let mode = plugin.get("mode").and_then(Value::as_str).unwrap_or("l2");
+            match plugin.plugin_type.as_str() {
+                "flannel" => *plugin = self.flannel_delegate(node, &name, plugin)?,
+                "ipvlan" if !self.has_ipvlan => {
+                    let mode = plugin
+                        .extra
+                        .get("mode")
+                        .and_then(Value::as_str)
+                        .unwrap_or("l2");
                     if mode != "l2" {
                         return Err(format!("ipvlan mode {mode} has no macvlan equivalent, and this kernel lacks ipvlan"));
                     }
-                    plugin["type"] = "macvlan".into();
-                    plugin["mode"] = "bridge".into();
+                    plugin.plugin_type = "macvlan".into();
+                    plugin.extra.insert("mode".into(), "bridge".into());
                     notes.push(MACVLAN_FOR_IPVLAN.to_owned());
                 }
                 _ => {}
@@ -178,8 +184,8 @@ impl Runtime {
         &self,
         node: &NodeState,
         name: &str,
-        flannel: &Value,
-    ) -> Result<Value, String> {
+        flannel: &NetConf,
+    ) -> Result<NetConf, String> {
         let (Some(subnet), Some(network)) = (&node.subnet, self.flannel_network) else {
             return Err(format!(
                 "flannel has no subnet on node {}: flanneld does not run there (no flannel DaemonSet selects it)",
@@ -187,6 +193,7 @@ impl Runtime {
             ));
         };
         let mut d = flannel
+            .extra
             .get("delegate")
             .cloned()
             .unwrap_or_else(|| json!({}));
@@ -205,7 +212,7 @@ impl Runtime {
             "ipam".into(),
             json!({"type": "host-local", "ranges": [[{"subnet": subnet}]], "routes": [{"dst": network.to_string()}]}),
         );
-        Ok(d)
+        serde_json::from_value(d).map_err(|e| format!("flannel's \"delegate\": {e}"))
     }
 
     /// ADD for every network of a pod, in order; stops at the first failure, as multus does. `held` maps the
@@ -244,8 +251,8 @@ impl Runtime {
                             notes.push(s);
                         }
                     }
-                    att.conflist = conflist_value(&list);
-                    att.index = index_of(&list);
+                    att.conflist = list.to_conflist();
+                    att.index = list.index();
                     Ok(list)
                 }
                 Err(e) => Err(e),
@@ -302,7 +309,7 @@ impl Runtime {
     pub fn detach(&self, node: &NodeState, pod: &PodState) -> Vec<String> {
         let mut failures = Vec::new();
         for att in pod.attachments.iter().rev() {
-            let Ok(list) = ConfList::from_json(&att.conflist.to_string()) else {
+            let Ok(list) = NetworkConfig::parse(&att.conflist.to_string()) else {
                 continue;
             };
             let prev = att
@@ -390,20 +397,4 @@ fn traceparent(id: &str) -> String {
 /// The container id the lab uses for a pod.
 pub fn container_id(pod: &PodState) -> String {
     format!("netlab-{}-{}", pod.namespace, pod.name)
-}
-
-fn conflist_value(list: &ConfList) -> Value {
-    json!({"cniVersion": list.version.as_str(), "name": list.name, "plugins": list.plugins})
-}
-
-/// The index2ip index a list's IPAM asks for.
-pub fn index_of(list: &ConfList) -> Option<u32> {
-    list.plugins.iter().find_map(|p| {
-        let ipam = p.get("ipam")?;
-        (ipam.get("type")? == "index2ip").then(|| {
-            ipam.get("index")?
-                .as_u64()
-                .and_then(|i| u32::try_from(i).ok())
-        })?
-    })
 }

@@ -1,9 +1,10 @@
-//! A NetworkAttachmentDefinition's `spec.config`: one plugin or a chain, and what lint knows of each plugin type.
+//! A CNI network configuration (a NetworkAttachmentDefinition's `spec.config`, a file of `/etc/cni/net.d`): one
+//! plugin or a chain. The one type for it: lint checks it, the lab runs it. And what lint knows of each plugin type.
 
 use cni::{NetConf, Version};
 use serde_json::Value;
 
-/// A parsed `spec.config`.
+/// A parsed network configuration: a single plugin's `.conf` or a `.conflist` chain.
 #[derive(Debug, Clone)]
 pub struct NetworkConfig {
     /// The network name (`name`), which multus passes to the plugins; host-local keys its store by it.
@@ -94,6 +95,41 @@ impl NetworkConfig {
     /// Whether any plugin is flannel.
     pub fn is_flannel(&self) -> bool {
         self.plugins.iter().any(|p| p.plugin_type == "flannel")
+    }
+
+    /// The version its plugins are called with: `cniVersion`, or 0.1.0 where absent, as libcni reads it.
+    pub fn version(&self) -> Result<Version, cni::Error> {
+        match &self.cni_version {
+            None => Ok(Version::V0_1_0),
+            Some(v) => v.parse(),
+        }
+    }
+
+    /// The index index2ip's IPAM asks for, where it is a positive integer that fits.
+    pub fn index(&self) -> Option<u32> {
+        self.index2ip()?
+            .keys
+            .get("index")?
+            .as_u64()
+            .and_then(|i| u32::try_from(i).ok())
+    }
+
+    /// As a runtime executes it: a list of plugins (SPEC.md section 1), whatever form it was written in.
+    pub fn to_conflist(&self) -> Value {
+        let mut list = serde_json::Map::new();
+        if let Some(v) = &self.cni_version {
+            list.insert("cniVersion".into(), v.as_str().into());
+        }
+        if let Some(n) = &self.name {
+            list.insert("name".into(), n.as_str().into());
+        }
+        let plugins = self
+            .plugins
+            .iter()
+            .map(|p| serde_json::to_value(p).unwrap_or_default())
+            .collect();
+        list.insert("plugins".into(), Value::Array(plugins));
+        Value::Object(list)
     }
 }
 
