@@ -1,4 +1,10 @@
 //! Forwarding a stream while keeping a bounded copy of it for the record.
+//!
+//! Hand-written on purpose: it is the pass-through's hot path. One thread forwards all three streams with one
+//! `poll` loop (no thread per stream, no async runtime in a process that lives a millisecond); what the caller has
+//! written already goes into the plugin's pipe before the plugin exists (about 30 µs less a call for a small
+//! config, 290 µs for 1 MiB); past the record's bound the rest moves pipe to pipe inside the kernel (`splice`:
+//! 1386 against 1517 µs added for 1 MiB). Measured side by side in crates/bench/NOTES.md.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
