@@ -66,14 +66,14 @@ pub fn pods(topology: &Topology, cluster: &Cluster) -> Vec<PodPlan> {
         for w in cluster
             .workloads
             .iter()
-            .filter(|w| w.selector.matches(&node.labels))
+            .filter(|w| w.selector().matches(&node.labels))
         {
             pods.push(PodPlan {
-                name: format!("{}-{}", w.name, node.name),
-                namespace: w.namespace.clone(),
+                name: format!("{}-{}", w.name(), node.name),
+                namespace: w.namespace().to_owned(),
                 node: node.name.clone(),
-                owner: format!("DaemonSet {}/{}", w.namespace, w.name),
-                annotations: w.annotations.clone(),
+                owner: format!("DaemonSet {}/{}", w.namespace(), w.name()),
+                annotations: w.string_annotations(),
             });
         }
         pods.push(PodPlan {

@@ -11,13 +11,13 @@ use netlab_model::manifest::Object;
 use netlab_model::workload::{index_in_name, workload, Workload};
 
 /// A workload and the indices it asks for.
-struct OnIndex<'a> {
-    workload: Workload<'a>,
+struct OnIndex {
+    workload: Workload,
     indices: Vec<u64>,
 }
 
 pub(super) fn check(objects: &[Object], nads: &Nads<'_>, findings: &mut Vec<Finding>) {
-    let mut on_index: Vec<OnIndex<'_>> = Vec::new();
+    let mut on_index: Vec<OnIndex> = Vec::new();
     for o in objects {
         let w = match workload(o) {
             None => continue,
@@ -53,7 +53,7 @@ pub(super) fn check(objects: &[Object], nads: &Nads<'_>, findings: &mut Vec<Find
     shared(&on_index, findings);
 }
 
-fn annotation<'w>(w: &'w Workload<'_>, key: &str, findings: &mut Vec<Finding>) -> Option<&'w str> {
+fn annotation<'w>(w: &'w Workload, key: &str, findings: &mut Vec<Finding>) -> Option<&'w str> {
     match w.annotations.get(key)? {
         Value::String(s) => Some(s),
         _ => {
@@ -62,7 +62,7 @@ fn annotation<'w>(w: &'w Workload<'_>, key: &str, findings: &mut Vec<Finding>) -
                     Rule::AnnotationSyntax,
                     format!("{key}: annotation values are strings: quote the value"),
                 )
-                .on(w.object, &w.path(&["metadata", "annotations", key])),
+                .on(&w.object, &w.path(&["metadata", "annotations", key])),
             );
             None
         }
@@ -70,7 +70,7 @@ fn annotation<'w>(w: &'w Workload<'_>, key: &str, findings: &mut Vec<Finding>) -
 }
 
 fn report<T>(
-    w: &Workload<'_>,
+    w: &Workload,
     key: &str,
     parsed: Result<T, String>,
     findings: &mut Vec<Finding>,
@@ -79,14 +79,14 @@ fn report<T>(
         .map_err(|e| {
             findings.push(
                 Finding::new(Rule::AnnotationSyntax, format!("{key}: {e}"))
-                    .on(w.object, &w.path(&["metadata", "annotations", key])),
+                    .on(&w.object, &w.path(&["metadata", "annotations", key])),
             )
         })
         .ok()
 }
 
 fn resolve<'n, 'a>(
-    w: &Workload<'_>,
+    w: &Workload,
     key: &str,
     r: &NetworkRef,
     default_namespace: &str,
@@ -106,14 +106,14 @@ fn resolve<'n, 'a>(
                 Rule::AnnotationUnknownNetwork,
                 format!("{key}: no NetworkAttachmentDefinition {ns}/{name}{why}: the pod would not start"),
             )
-            .on(w.object, &w.path(&["metadata", "annotations", key])),
+            .on(&w.object, &w.path(&["metadata", "annotations", key])),
         );
     }
     nad
 }
 
 fn index_workload(
-    w: &Workload<'_>,
+    w: &Workload,
     indices: &[u64],
     has_default: bool,
     default_nad: Option<&super::Nad<'_>>,
@@ -131,7 +131,7 @@ fn index_workload(
                 Rule::IndexPlacement,
                 format!("asks for index network {list} but does not select only mlab/type=physical nodes (nodeSelector or required node affinity): elsewhere there is no multus and no public eth0"),
             )
-            .on(w.object, &w.path(&["spec", "nodeSelector"])),
+            .on(&w.object, &w.path(&["spec", "nodeSelector"])),
         );
     }
     let mut sorted = indices.to_vec();
@@ -145,7 +145,7 @@ fn index_workload(
                     pair[0]
                 ),
             )
-            .on(w.object, &annotations),
+            .on(&w.object, &annotations),
         );
     }
     if replicas_can_meet(w) {
@@ -154,7 +154,7 @@ fn index_workload(
                 Rule::IndexShared,
                 format!("asks for index {list} with more than one replica and nothing keeping two on different nodes (a required podAntiAffinity on kubernetes.io/hostname): the second on a node gets no address"),
             )
-            .on(w.object, &["spec", "replicas"]),
+            .on(&w.object, &["spec", "replicas"]),
         );
     }
     if let Some(n) = index_in_name(&w.object.name) {
@@ -164,7 +164,7 @@ fn index_workload(
                     Rule::IndexPodName,
                     format!("the name carries index{n} but the pods ask for index {list}: index2ip's pod-name fallback would disagree with the network"),
                 )
-                .on(w.object, &["metadata", "name"]),
+                .on(&w.object, &["metadata", "name"]),
             );
         }
     }
@@ -179,7 +179,7 @@ fn index_workload(
                 Rule::IndexDns,
                 "on an index network without dnsPolicy None and dnsConfig.nameservers: traffic leaves by the public interface and bypasses kube-proxy, so the cluster DNS service is out of reach",
             )
-            .on(w.object, &w.path(&["spec", "dnsPolicy"])),
+            .on(&w.object, &w.path(&["spec", "dnsPolicy"])),
         );
     }
     let default_path = w.path(&["metadata", "annotations", DEFAULT_NETWORK]);
@@ -189,7 +189,7 @@ fn index_workload(
                 Rule::IndexDefaultNetwork,
                 format!("on an index network without {DEFAULT_NETWORK}: flannel's default route stays beside the public one, and router advertisements stay on until after the public interface is up"),
             )
-            .on(w.object, &annotations),
+            .on(&w.object, &annotations),
         );
     } else if let Some(c) = default_nad.and_then(|n| n.config.as_ref()) {
         let gateway = c.plugins.iter().any(|p| {
@@ -213,7 +213,7 @@ fn index_workload(
                     Rule::IndexDefaultNetwork,
                     "the default network should have no default gateway and end with tuning setting net.ipv6.conf.default.accept_ra=0, as flannel-experiment-conf does",
                 )
-                .on(w.object, &default_path),
+                .on(&w.object, &default_path),
             );
         }
     }
@@ -221,7 +221,7 @@ fn index_workload(
 
 /// Whether two pods of one workload can land on one node: more than one replica of a kind that does not place
 /// one per node, without a required anti-affinity on the host name.
-fn replicas_can_meet(w: &Workload<'_>) -> bool {
+fn replicas_can_meet(w: &Workload) -> bool {
     let spec = w.object.value.get("spec");
     let replicas = match w.object.kind.as_str() {
         "Deployment" | "ReplicaSet" | "StatefulSet" | "ReplicationController" => spec
@@ -257,7 +257,7 @@ fn replicas_can_meet(w: &Workload<'_>) -> bool {
         .any(|t| t.get("topologyKey").and_then(Value::as_str) == Some("kubernetes.io/hostname"))
 }
 
-fn shared(on_index: &[OnIndex<'_>], findings: &mut Vec<Finding>) {
+fn shared(on_index: &[OnIndex], findings: &mut Vec<Finding>) {
     for (i, b) in on_index.iter().enumerate() {
         for a in &on_index[..i] {
             let Some(index) = b.indices.iter().find(|x| a.indices.contains(x)) else {
@@ -272,7 +272,7 @@ fn shared(on_index: &[OnIndex<'_>], findings: &mut Vec<Finding>) {
                             a.workload.object.describe()
                         ),
                     )
-                    .on(b.workload.object, &b.workload.path(&["metadata", "annotations", NETWORKS])),
+                    .on(&b.workload.object, &b.workload.path(&["metadata", "annotations", NETWORKS])),
                 );
             }
         }

@@ -9,7 +9,7 @@ use ipnet::Ipv4Net;
 
 mod read;
 
-pub use crate::workload::{Requirement, Selector};
+pub use crate::workload::{Requirement, Selector, Workload};
 pub use read::from_objects;
 
 /// A DaemonSet that writes CNI configuration files into the node's `/etc/cni/net.d`.
@@ -34,21 +34,8 @@ pub struct Flannel {
     pub subnet_len: u8,
 }
 
-/// A DaemonSet whose pods use the pod network (not `hostNetwork`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Workload {
-    /// Its name; pods are named `NAME-NODE`.
-    pub name: String,
-    /// Its namespace.
-    pub namespace: String,
-    /// Where it runs.
-    pub selector: Selector,
-    /// Its pod template's annotations.
-    pub annotations: BTreeMap<String, String>,
-}
-
 /// Everything the manifests say.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Cluster {
     /// NetworkAttachmentDefinitions by (namespace, name): their `spec.config`.
     pub nads: BTreeMap<(String, String), String>,
@@ -56,7 +43,7 @@ pub struct Cluster {
     pub installers: Vec<Installer>,
     /// Flannel, where the manifests deploy it.
     pub flannel: Option<Flannel>,
-    /// The pod-network DaemonSets.
+    /// The DaemonSets whose pods use the pod network (not `hostNetwork`); pods are named `NAME-NODE`.
     pub workloads: Vec<Workload>,
 }
 

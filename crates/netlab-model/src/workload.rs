@@ -10,9 +10,9 @@ use crate::manifest::Object;
 
 /// A pod template, wherever its kind keeps it.
 #[derive(Debug, Clone)]
-pub struct Workload<'a> {
-    /// The object.
-    pub object: &'a Object,
+pub struct Workload {
+    /// The object (a copy: the workload outlives the list it came from, as in a [`crate::cluster::Cluster`]).
+    pub object: Object,
     /// The key path to the pod template's `metadata` and `spec` (empty for a Pod).
     pub template_path: &'static [&'static str],
     /// The template's annotations (values as written: a non-string is a mistake lint reports).
@@ -159,7 +159,7 @@ pub struct DnsConfig {
 pub type TemplateError = String;
 
 /// The pod template of an object that makes pods; `None` for other kinds.
-pub fn workload(object: &Object) -> Option<Result<Workload<'_>, TemplateError>> {
+pub fn workload(object: &Object) -> Option<Result<Workload, TemplateError>> {
     let template_path: &'static [&'static str] = match object.kind.as_str() {
         "Pod" => &[],
         "Deployment"
@@ -178,11 +178,11 @@ pub fn workload(object: &Object) -> Option<Result<Workload<'_>, TemplateError>> 
     Some(read(object, template_path, template))
 }
 
-fn read<'a>(
-    object: &'a Object,
+fn read(
+    object: &Object,
     template_path: &'static [&'static str],
     template: &Value,
-) -> Result<Workload<'a>, TemplateError> {
+) -> Result<Workload, TemplateError> {
     let annotations = match template.get("metadata").and_then(|m| m.get("annotations")) {
         None | Some(Value::Null) => BTreeMap::new(),
         Some(Value::Object(map)) => map.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
@@ -193,20 +193,38 @@ fn read<'a>(
         Some(s) => serde_json::from_value(s.clone()).map_err(|e| format!("pod spec: {e}"))?,
     };
     Ok(Workload {
-        object,
+        object: object.clone(),
         template_path,
         annotations,
         spec,
     })
 }
 
-impl Workload<'_> {
+impl Workload {
     /// The key path of something in the pod template, for [`Object::line_of`].
     pub fn path<'p>(&self, rest: &[&'p str]) -> Vec<&'p str> {
         self.template_path
             .iter()
             .copied()
             .chain(rest.iter().copied())
+            .collect()
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.object.name
+    }
+
+    /// The nodes its pods may run on.
+    pub fn selector(&self) -> Selector {
+        self.spec.selector()
+    }
+
+    /// The template's annotations whose values are strings, as a pod carries them.
+    pub fn string_annotations(&self) -> BTreeMap<String, String> {
+        self.annotations
+            .iter()
+            .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned())))
             .collect()
     }
 
@@ -258,7 +276,7 @@ impl Workload<'_> {
 
     /// Whether a pod of this workload and one of `other` can run on the same node: yes unless their node
     /// constraints demand different values of one label.
-    pub fn can_share_node_with(&self, other: &Workload<'_>) -> bool {
+    pub fn can_share_node_with(&self, other: &Workload) -> bool {
         let mine = self.fixed_labels();
         let theirs = other.fixed_labels();
         !mine

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::{Cluster, Flannel, Installer, Workload};
+use super::{Cluster, Flannel, Installer};
 use crate::manifest::Object;
 use crate::workload::workload;
 use crate::Error;
@@ -128,16 +128,7 @@ pub fn from_objects(objects: &[Object]) -> Result<Cluster, Error> {
             });
         }
         if pod_spec.get("hostNetwork").and_then(Value::as_bool) != Some(true) {
-            c.workloads.push(Workload {
-                name: o.name.clone(),
-                namespace: o.namespace_or_default().to_owned(),
-                selector,
-                annotations: w
-                    .annotations
-                    .iter()
-                    .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned())))
-                    .collect(),
-            });
+            c.workloads.push(w);
         }
     }
     Ok(c)
