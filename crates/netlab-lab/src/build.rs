@@ -395,12 +395,7 @@ pub fn pod_line(pod: &PodState) -> String {
         .iter()
         .filter_map(|a| {
             let r = a.result.as_ref()?;
-            let ips: Vec<&str> = r
-                .get("ips")?
-                .as_array()?
-                .iter()
-                .filter_map(|i| i.get("address")?.as_str())
-                .collect();
+            let ips: Vec<String> = r.ips.iter().map(|i| i.address.to_string()).collect();
             Some(format!("{} {}", a.ifname, ips.join(" ")))
         })
         .collect();

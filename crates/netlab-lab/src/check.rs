@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::Duration;
 
-use serde_json::Value;
+use cni::CniResult;
 
 use crate::state::{PodState, State};
 use crate::status::interfaces;
@@ -75,16 +75,8 @@ fn cluster_address(pod: &PodState) -> Option<IpAddr> {
         .find(IpAddr::is_ipv4)
 }
 
-fn addresses(result: &Value) -> Vec<IpAddr> {
-    result
-        .get("ips")
-        .and_then(Value::as_array)
-        .map(|ips| {
-            ips.iter()
-                .filter_map(|i| i.get("address")?.as_str()?.split('/').next()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
+fn addresses(result: &CniResult) -> Vec<IpAddr> {
+    result.ips.iter().map(|i| i.address.addr()).collect()
 }
 
 fn ping(from: &str, to: IpAddr) -> bool {

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::exec::{runnable, Invocation};
-use cni::{CniResult, Command, NetConf};
+use cni::{Command, NetConf};
 use netlab_model::cniconf::NetworkConfig;
 use serde_json::{json, Value};
 
@@ -293,9 +293,7 @@ impl Runtime {
             };
             att.add_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
             match result {
-                Ok(result) => {
-                    att.result = serde_json::to_value(result.at(cni::Version::LATEST)).ok()
-                }
+                Ok(result) => att.result = Some(result),
                 Err(e) => {
                     att.error = Some(e.to_string());
                     pod.error = Some(format!("{ifname} ({network}): {e}"));
@@ -312,14 +310,10 @@ impl Runtime {
             let Ok(list) = NetworkConfig::parse(&att.conflist.to_string()) else {
                 continue;
             };
-            let prev = att
-                .result
-                .clone()
-                .and_then(|r| CniResult::parse(cni::Version::LATEST, r).ok());
             if let Err(e) = self.invocation(node, pod, &att.ifname).finish_chain(
                 Command::Del,
                 &list,
-                prev.as_ref(),
+                att.result.as_ref(),
             ) {
                 failures.push(format!("pod {} {}: DEL failed: {e}", pod.name, att.ifname));
             }
@@ -337,46 +331,21 @@ pub fn network_status(pod: &PodState) -> Value {
         .iter()
         .filter_map(|a| {
             let r = a.result.as_ref()?;
-            let ips: Vec<Value> = r
-                .get("ips")
-                .and_then(Value::as_array)
-                .map(|ips| {
-                    ips.iter()
-                        .filter_map(|i| {
-                            Some(
-                                i.get("address")?
-                                    .as_str()?
-                                    .split('/')
-                                    .next()?
-                                    .to_owned()
-                                    .into(),
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
+            let ips: Vec<String> = r.ips.iter().map(|i| i.address.addr().to_string()).collect();
             let mac = r
-                .get("interfaces")
-                .and_then(Value::as_array)
-                .and_then(|ifs| {
-                    ifs.iter().find(|i| {
-                        i.get("name").and_then(Value::as_str) == Some(&a.ifname)
-                            && i.get("sandbox").is_some()
-                    })
-                })
-                .and_then(|i| i.get("mac").cloned());
+                .interfaces
+                .iter()
+                .find(|i| i.name == a.ifname && i.sandbox.is_some())
+                .and_then(|i| i.mac.clone());
             let mut e = json!({"name": a.network, "interface": a.ifname, "ips": ips});
             if let Some(mac) = mac {
-                e["mac"] = mac;
+                e["mac"] = mac.into();
             }
             if a.default {
                 e["default"] = true.into();
             }
-            if let Some(dns) = r
-                .get("dns")
-                .filter(|d| d.as_object().is_some_and(|o| !o.is_empty()))
-            {
-                e["dns"] = dns.clone();
+            if !r.dns.is_empty() {
+                e["dns"] = serde_json::to_value(&r.dns).unwrap_or_default();
             }
             Some(e)
         })

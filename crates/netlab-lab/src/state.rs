@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use cni::CniResult;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -66,8 +67,8 @@ pub struct Attachment {
     pub conflist: Value,
     /// The index2ip index its IPAM asked for, if any.
     pub index: Option<u32>,
-    /// The chain's result, once ADD succeeded.
-    pub result: Option<Value>,
+    /// The chain's result, once ADD succeeded (kept in the newest shape, as `cni` models it).
+    pub result: Option<CniResult>,
     /// Why ADD failed.
     pub error: Option<String>,
     /// How long the chain's plugin processes took for ADD, in microseconds (for the lab's own overhead).

@@ -78,19 +78,9 @@ fn addresses(pod: &PodState) -> Vec<(String, String)> {
         .iter()
         .flat_map(|a| {
             a.result
-                .as_ref()
-                .and_then(|r| r.get("ips"))
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|ip| ip.get("address")?.as_str().map(str::to_owned))
-                .map(|ip| {
-                    (
-                        a.ifname.clone(),
-                        ip.split('/').next().unwrap_or("").to_owned(),
-                    )
-                })
+                .iter()
+                .flat_map(|r| &r.ips)
+                .map(|ip| (a.ifname.clone(), ip.address.addr().to_string()))
         })
         .collect()
 }
