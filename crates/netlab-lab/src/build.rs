@@ -103,48 +103,8 @@ pub fn up(
     cluster: &Cluster,
     out: &mut dyn Write,
 ) -> Result<State, Error> {
-    if !sys::is_root() {
-        return Err(Error::NotRoot {
-            why: "it creates network namespaces and mounts",
-        });
-    }
-    if let Some(existing) = State::load(&opts.name)? {
-        return Err(Error::AlreadyUp {
-            state: State::path(&existing.name),
-            name: existing.name,
-        });
-    }
-    let dir = Path::new(RUN_DIR).join(&opts.name);
-    let mut state = State {
-        name: opts.name.clone(),
-        dir: dir.clone(),
-        manifests: opts.manifests.clone(),
-        created: vec![Resource::Dir { path: dir.clone() }],
-        site_netns: format!("{}-site", opts.name),
-        inet_netns: format!("{}-inet", opts.name),
-        ..State::default()
-    };
-    {
-        // What labs share (/run/netlab, /var/lib/cni) is made under a lock that `down` takes to remove it.
-        let _lock = shared_lock()?;
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        let marker = Path::new(RUN_DIR).join(CREATED_MARKER);
-        let mut created = std::fs::read_to_string(&marker).unwrap_or_default();
-        for (_, host) in NODE_DIRS {
-            // Each ancestor made here is listed before its children, so that removal in reverse finds them empty.
-            let mut missing: Vec<&Path> = Path::new(host)
-                .ancestors()
-                .take_while(|p| !p.exists())
-                .collect();
-            missing.reverse();
-            for d in missing {
-                created.push_str(&format!("{}\n", d.display()));
-                std::fs::write(&marker, &created).map_err(|e| Error::io(&marker, e))?;
-                std::fs::create_dir(d).map_err(|e| Error::io(d, e))?;
-            }
-        }
-    }
-    state.save()?;
+    let mut state = begin(opts)?;
+    let dir = state.dir.clone();
 
     // The ipvlan probe waits on the kernel in a namespace of its own that nothing names: it runs while the lab is
     // made.
@@ -183,23 +143,116 @@ pub fn up(
     std::fs::create_dir_all(&mnt).map_err(|e| Error::io(&mnt, e))?;
     state.record(Resource::Mount { path: mnt.clone() })?;
     sys::private_mount(&mnt)?;
+    make_nodes(&mut state, topology, cluster, &mnt, node_links, out)?;
+    // Every node's port on the switch, and the internet client's.
+    let br0 = switch.index("br0")?;
+    let ports =
+        std::iter::once("pinet".to_owned()).chain((0..state.nodes.len()).map(|i| format!("p{i}")));
+    for port in ports {
+        let index = switch.index(&port)?;
+        switch.set_up(index, None, Some(br0))?;
+    }
+    let has_ipvlan = probing.result();
+    if has_ipvlan {
+        let _ = writeln!(out, "    {}", crate::runtime::IPVLAN_REAL);
+    } else {
+        state
+            .substitutions
+            .push(crate::runtime::MACVLAN_FOR_IPVLAN.into());
+    }
 
-    // Every node's flannel subnet first: each node is programmed with the routes to all the others as it is made.
-    let flannel = cluster.flannel.as_ref();
-    let mut flannel_index = 0u32;
+    let runtime = Runtime {
+        cni_path: vec![bin],
+        has_ipvlan,
+        flannel_network: cluster.flannel.as_ref().map(|f| f.network),
+    };
+    make_pods(&mut state, topology, cluster, &runtime, out)?;
+    mark_index_conflicts(&mut state);
+    state.complete = true;
+    state.save()?;
+    for s in &state.substitutions {
+        let _ = writeln!(out, "NOTE: {s}");
+    }
+    Ok(state)
+}
+
+/// The lab's state, saved before anything else is made: refused without root or when a lab of that name is up.
+/// What labs share (/run/netlab, the host directories nodes bind over) is made here, under the lock that `down`
+/// takes to remove it.
+fn begin(opts: &UpOptions) -> Result<State, Error> {
+    if !sys::is_root() {
+        return Err(Error::NotRoot {
+            why: "it creates network namespaces and mounts",
+        });
+    }
+    if let Some(existing) = State::load(&opts.name)? {
+        return Err(Error::AlreadyUp {
+            state: State::path(&existing.name),
+            name: existing.name,
+        });
+    }
+    let dir = Path::new(RUN_DIR).join(&opts.name);
+    let state = State {
+        name: opts.name.clone(),
+        dir: dir.clone(),
+        manifests: opts.manifests.clone(),
+        created: vec![Resource::Dir { path: dir.clone() }],
+        site_netns: format!("{}-site", opts.name),
+        inet_netns: format!("{}-inet", opts.name),
+        ..State::default()
+    };
+    {
+        let _lock = shared_lock()?;
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let marker = Path::new(RUN_DIR).join(CREATED_MARKER);
+        let mut created = std::fs::read_to_string(&marker).unwrap_or_default();
+        for (_, host) in NODE_DIRS {
+            // Each ancestor made here is listed before its children, so that removal in reverse finds them empty.
+            let mut missing: Vec<&Path> = Path::new(host)
+                .ancestors()
+                .take_while(|p| !p.exists())
+                .collect();
+            missing.reverse();
+            for d in missing {
+                created.push_str(&format!("{}\n", d.display()));
+                std::fs::write(&marker, &created).map_err(|e| Error::io(&marker, e))?;
+                std::fs::create_dir(d).map_err(|e| Error::io(d, e))?;
+            }
+        }
+    }
+    state.save()?;
+    Ok(state)
+}
+
+/// Each node's flannel subnet, where flanneld runs there: every node is programmed with the routes to all the
+/// others as it is made, so all are known first.
+fn flannel_subnets(topology: &Topology, cluster: &Cluster) -> Result<Vec<Option<Ipv4Net>>, Error> {
+    let mut index = 0u32;
     let mut subnets = Vec::new();
     for spec in &topology.nodes {
         let runs_flannel = cluster.runs_flannel(&spec.labels);
-        subnets.push(match flannel.filter(|_| runs_flannel) {
+        subnets.push(match cluster.flannel.as_ref().filter(|_| runs_flannel) {
             Some(f) => {
-                flannel_index += 1;
-                Some(nth_subnet(f.network, f.subnet_len, flannel_index)?)
+                index += 1;
+                Some(nth_subnet(f.network, f.subnet_len, index)?)
             }
             None => None,
         });
     }
-    // Every node's mount point recorded before any exists; then the nodes are made side by side (each is a few
-    // processes that wait on the kernel) and listed in order.
+    Ok(subnets)
+}
+
+/// Makes the nodes side by side (each is a few processes that wait on the kernel), every node's mount point
+/// recorded before any exists, and lists them in order.
+fn make_nodes(
+    state: &mut State,
+    topology: &Topology,
+    cluster: &Cluster,
+    mnt: &Path,
+    node_links: Vec<Netlink>,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    let subnets = flannel_subnets(topology, cluster)?;
     for spec in &topology.nodes {
         state.created.push(Resource::Mount {
             path: mnt.join(&spec.name),
@@ -207,7 +260,7 @@ pub fn up(
     }
     state.save()?;
     let made: Vec<Result<NodeState, Error>> = std::thread::scope(|scope| {
-        let state = &state;
+        let state = &*state;
         let subnets = &subnets;
         let workers: Vec<_> = node_links
             .into_iter()
@@ -236,50 +289,43 @@ pub fn up(
     });
     for node in made {
         let node = node?;
-        let label = node
-            .node_type
-            .clone()
-            .map_or("no mlab/type label".to_owned(), |t| {
-                format!("mlab/type={t}")
-            });
-        let cni = match node.cni_configs.first() {
-            Some((f, _)) => format!("CNI config {f}"),
-            None => "no CNI config".into(),
-        };
-        let fl = node
-            .subnet
-            .as_deref()
-            .map_or("no flannel".to_owned(), |s| format!("flannel {s}"));
-        let _ = writeln!(
-            out,
-            "    node {:<8} {:<22} {:<16} {cni}, {fl}",
-            node.name, label, node.address
-        );
+        let _ = writeln!(out, "    {}", node_line(&node));
         state.nodes.push(node);
     }
-    state.save()?;
-    // Every node's port on the switch, and the internet client's.
-    let br0 = switch.index("br0")?;
-    let ports =
-        std::iter::once("pinet".to_owned()).chain((0..state.nodes.len()).map(|i| format!("p{i}")));
-    for port in ports {
-        let index = switch.index(&port)?;
-        switch.set_up(index, None, Some(br0))?;
-    }
-    let has_ipvlan = probing.result();
-    if has_ipvlan {
-        let _ = writeln!(out, "    {}", crate::runtime::IPVLAN_REAL);
-    } else {
-        state
-            .substitutions
-            .push(crate::runtime::MACVLAN_FOR_IPVLAN.into());
-    }
+    state.save()
+}
 
-    let runtime = Runtime {
-        cni_path: vec![bin],
-        has_ipvlan,
-        flannel_network: flannel.map(|f| f.network),
+/// One line per node for progress: its label, address, CNI configuration and flannel subnet.
+fn node_line(node: &NodeState) -> String {
+    let label = node
+        .node_type
+        .clone()
+        .map_or("no mlab/type label".to_owned(), |t| {
+            format!("mlab/type={t}")
+        });
+    let cni = match node.cni_configs.first() {
+        Some((f, _)) => format!("CNI config {f}"),
+        None => "no CNI config".into(),
     };
+    let fl = node
+        .subnet
+        .as_deref()
+        .map_or("no flannel".to_owned(), |s| format!("flannel {s}"));
+    format!(
+        "node {:<8} {:<22} {:<16} {cni}, {fl}",
+        node.name, label, node.address
+    )
+}
+
+/// Makes every pod the topology and the manifests ask for and attaches it, one after the other, as a kubelet
+/// would; a pod's failure is recorded against it and the next one goes on.
+fn make_pods(
+    state: &mut State,
+    topology: &Topology,
+    cluster: &Cluster,
+    runtime: &Runtime,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
     let plans: Vec<PodPlan> = pods(topology, cluster)
         .into_iter()
         .filter(|p| state.node(&p.node).is_some())
@@ -289,7 +335,7 @@ pub fn up(
     // duplicate address detection, which would only add seconds of waiting.
     let namespaces: Vec<String> = plans
         .iter()
-        .map(|p| format!("{}-{}", opts.name, p.name))
+        .map(|p| format!("{}-{}", state.name, p.name))
         .collect();
     let first_pod = state.pods.len();
     for (plan, netns) in plans.iter().zip(&namespaces) {
@@ -307,7 +353,7 @@ pub fn up(
     }
     state.save()?;
     disown_taken(
-        &mut state,
+        state,
         sys::add_netns(&namespaces, &[("net.ipv6.conf.default.accept_dad", "0")]),
     )?;
     let mut notes = state.substitutions.clone();
@@ -318,17 +364,7 @@ pub fn up(
         let Some(mut pod) = state.pods.get(first_pod + i).cloned() else {
             continue;
         };
-        let held: BTreeMap<u32, String> = state
-            .pods
-            .iter()
-            .filter(|p| p.node == plan.node)
-            .flat_map(|p| {
-                p.attachments
-                    .iter()
-                    .filter(|a| a.result.is_some())
-                    .filter_map(|a| a.index.map(|i| (i, p.name.clone())))
-            })
-            .collect();
+        let held = held_indices(state, &plan.node);
         let mut persist = |p: &PodState| state.save_pod(p).map_err(|e| e.to_string());
         runtime.attach(
             cluster,
@@ -350,14 +386,23 @@ pub fn up(
             *slot = pod;
         }
     }
-    mark_index_conflicts(&mut state);
     state.substitutions = notes;
-    state.complete = true;
-    state.save()?;
-    for s in &state.substitutions {
-        let _ = writeln!(out, "NOTE: {s}");
-    }
-    Ok(state)
+    Ok(())
+}
+
+/// The indices pods on `node` already hold, and which pod holds each.
+fn held_indices(state: &State, node: &str) -> BTreeMap<u32, String> {
+    state
+        .pods
+        .iter()
+        .filter(|p| p.node == node)
+        .flat_map(|p| {
+            p.attachments
+                .iter()
+                .filter(|a| a.result.is_some())
+                .filter_map(|a| a.index.map(|i| (i, p.name.clone())))
+        })
+        .collect()
 }
 
 /// The ipvlan probe's thread, joined however `up` ends: its links and namespace must not outlive `up`, where a

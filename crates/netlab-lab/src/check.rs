@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use cni::CniResult;
 
-use crate::state::{PodState, State};
+use crate::state::{Attachment, PodState, State};
 use crate::status::interfaces;
 use crate::Error;
 
@@ -99,7 +99,6 @@ fn ping(from: &str, to: IpAddr) -> bool {
 
 /// Runs every check. `exe` is the netlab binary, which serves the TCP listeners and probes.
 pub fn check(state: &State, exe: &Path, out: &mut dyn Write) -> Result<Report, Error> {
-    let mut report = Report::default();
     let _ = writeln!(
         out,
         "==> checking lab {}: {} pods",
@@ -112,114 +111,125 @@ pub fn check(state: &State, exe: &Path, out: &mut dyn Write) -> Result<Report, E
         .filter_map(|p| cluster_address(p).map(|a| (p, a)))
         .collect();
     let listeners = start_listeners(state, exe)?;
-    for pod in &state.pods {
-        let node = state.node(&pod.node);
-        let mut row = Row {
-            pod: pod.name.clone(),
-            node: pod.node.clone(),
-            cells: BTreeMap::new(),
-            notes: Vec::new(),
-        };
-        if pod.attachments.iter().all(|a| a.result.is_none()) {
-            let unlabelled = node.is_some_and(|n| n.node_type.is_none());
-            let verdict = if unlabelled {
-                Verdict::Warn
-            } else {
-                Verdict::Fail
-            };
-            for c in COLUMNS {
-                row.cells.insert(c, (verdict, "no network".into()));
-            }
-            row.notes.push(
-                pod.error
-                    .clone()
-                    .unwrap_or_else(|| "no network and no error recorded".into()),
-            );
-            report.rows.push(row);
-            continue;
-        }
-        // Flannel: this pod to every other pod with a cluster address, same node and other nodes apart.
-        if let Some(own) = cluster_address(pod) {
-            for (local, col) in [(true, "flannel-local"), (false, "flannel-remote")] {
-                let peers: Vec<&(&PodState, IpAddr)> = cluster
-                    .iter()
-                    .filter(|(p, a)| *a != own && (p.node == pod.node) == local)
-                    .collect();
-                let failed: Vec<String> = peers
-                    .iter()
-                    .filter(|(_, a)| !ping(&pod.netns, *a))
-                    .map(|(p, a)| format!("{} ({a})", p.name))
-                    .collect();
-                let cell = if peers.is_empty() {
-                    (Verdict::Pass, "-".to_owned())
-                } else {
-                    let v = if failed.is_empty() {
-                        Verdict::Pass
-                    } else {
-                        Verdict::Fail
-                    };
-                    (v, format!("{}/{}", peers.len() - failed.len(), peers.len()))
-                };
-                if !failed.is_empty() {
-                    row.notes
-                        .push(format!("{col}: no answer from {}", failed.join(", ")));
-                }
-                row.cells.insert(col, cell);
-            }
-        }
-        // The public interface: present exactly when the pod asked for an index network.
-        let indexed = pod.attachments.iter().find(|a| a.index.is_some());
-        let live = interfaces(&pod.netns);
-        let has_net1 = live.iter().any(|(n, _)| n == "net1");
-        match (indexed, has_net1) {
-            (Some(a), true) if a.ifname == "net1" => {
-                row.cells.insert("net1", (Verdict::Pass, "present".into()));
-            }
-            (None, false) => {
-                row.cells.insert("net1", (Verdict::Pass, "absent".into()));
-            }
-            (Some(_), false) => {
-                row.cells.insert("net1", (Verdict::Fail, "missing".into()));
-                row.notes
-                    .push("asked for an index network but has no net1".into());
-            }
-            (_, true) => {
-                row.cells
-                    .insert("net1", (Verdict::Fail, "unexpected".into()));
-                row.notes
-                    .push("has net1 without asking for an index network".into());
-            }
-        }
-        if let Some(att) = indexed {
-            let got = att.result.as_ref().map(addresses).unwrap_or_default();
-            for (col, v4) in [("public-v4", true), ("public-v6", false)] {
-                let cell = match got.iter().find(|a| a.is_ipv4() == v4) {
-                    None => (Verdict::Pass, "-".into()),
-                    Some(addr) => match probe(state, exe, *addr, &pod.name) {
-                        Ok(()) => (Verdict::Pass, "tcp ok".into()),
-                        Err(e) => {
-                            row.notes
-                                .push(format!("{col}: internet client to {addr}: {e}"));
-                            (Verdict::Fail, "tcp FAIL".into())
-                        }
-                    },
-                };
-                row.cells.insert(col, cell);
-            }
-            row.cells
-                .insert("index2ip", agrees(node, att.index, &got, &mut row.notes));
-        }
-        if let Some(e) = &pod.error {
-            row.notes.push(e.clone());
-            if !row.cells.values().any(|(v, _)| *v == Verdict::Fail) {
-                row.cells.insert("net1", (Verdict::Fail, "conflict".into()));
-            }
-        }
-        report.rows.push(row);
-    }
+    let report = Report {
+        rows: state
+            .pods
+            .iter()
+            .map(|pod| check_pod(state, exe, pod, &cluster))
+            .collect(),
+    };
     stop_listeners(listeners);
     print(&report, state, out);
     Ok(report)
+}
+
+/// One pod's row of the matrix: flannel within and across nodes, net1 where asked for, the public addresses over
+/// TCP and as index2ip computes them.
+fn check_pod(state: &State, exe: &Path, pod: &PodState, cluster: &[(&PodState, IpAddr)]) -> Row {
+    let node = state.node(&pod.node);
+    let mut row = Row {
+        pod: pod.name.clone(),
+        node: pod.node.clone(),
+        cells: BTreeMap::new(),
+        notes: Vec::new(),
+    };
+    if pod.attachments.iter().all(|a| a.result.is_none()) {
+        // The unlabelled node's pod has no network by design: a warning, with the reason and the fix.
+        let verdict = if node.is_some_and(|n| n.node_type.is_none()) {
+            Verdict::Warn
+        } else {
+            Verdict::Fail
+        };
+        for c in COLUMNS {
+            row.cells.insert(c, (verdict, "no network".into()));
+        }
+        row.notes.push(
+            pod.error
+                .clone()
+                .unwrap_or_else(|| "no network and no error recorded".into()),
+        );
+        return row;
+    }
+    if let Some(own) = cluster_address(pod) {
+        flannel_cells(&mut row, pod, own, cluster);
+    }
+    let indexed = pod.attachments.iter().find(|a| a.index.is_some());
+    net1_cell(&mut row, pod, indexed);
+    if let Some(att) = indexed {
+        let got = att.result.as_ref().map(addresses).unwrap_or_default();
+        for (col, v4) in [("public-v4", true), ("public-v6", false)] {
+            let cell = match got.iter().find(|a| a.is_ipv4() == v4) {
+                None => (Verdict::Pass, "-".into()),
+                Some(addr) => match probe(state, exe, *addr, &pod.name) {
+                    Ok(()) => (Verdict::Pass, "tcp ok".into()),
+                    Err(e) => {
+                        row.notes
+                            .push(format!("{col}: internet client to {addr}: {e}"));
+                        (Verdict::Fail, "tcp FAIL".into())
+                    }
+                },
+            };
+            row.cells.insert(col, cell);
+        }
+        row.cells
+            .insert("index2ip", agrees(node, att.index, &got, &mut row.notes));
+    }
+    if let Some(e) = &pod.error {
+        row.notes.push(e.clone());
+        if !row.cells.values().any(|(v, _)| *v == Verdict::Fail) {
+            row.cells.insert("net1", (Verdict::Fail, "conflict".into()));
+        }
+    }
+    row
+}
+
+/// Flannel: the pod at `own` to every other pod with a cluster address, same node and other nodes apart.
+fn flannel_cells(row: &mut Row, pod: &PodState, own: IpAddr, cluster: &[(&PodState, IpAddr)]) {
+    for (local, col) in [(true, "flannel-local"), (false, "flannel-remote")] {
+        let peers: Vec<&(&PodState, IpAddr)> = cluster
+            .iter()
+            .filter(|(p, a)| *a != own && (p.node == pod.node) == local)
+            .collect();
+        let failed: Vec<String> = peers
+            .iter()
+            .filter(|(_, a)| !ping(&pod.netns, *a))
+            .map(|(p, a)| format!("{} ({a})", p.name))
+            .collect();
+        let cell = if peers.is_empty() {
+            (Verdict::Pass, "-".to_owned())
+        } else {
+            let v = if failed.is_empty() {
+                Verdict::Pass
+            } else {
+                Verdict::Fail
+            };
+            (v, format!("{}/{}", peers.len() - failed.len(), peers.len()))
+        };
+        if !failed.is_empty() {
+            row.notes
+                .push(format!("{col}: no answer from {}", failed.join(", ")));
+        }
+        row.cells.insert(col, cell);
+    }
+}
+
+/// The public interface: present exactly when the pod asked for an index network (`indexed`).
+fn net1_cell(row: &mut Row, pod: &PodState, indexed: Option<&Attachment>) {
+    let has_net1 = interfaces(&pod.netns).iter().any(|(n, _)| n == "net1");
+    let (cell, note) = match (indexed, has_net1) {
+        (Some(a), true) if a.ifname == "net1" => ((Verdict::Pass, "present"), None),
+        (None, false) => ((Verdict::Pass, "absent"), None),
+        (Some(_), false) => (
+            (Verdict::Fail, "missing"),
+            Some("asked for an index network but has no net1"),
+        ),
+        (_, true) => (
+            (Verdict::Fail, "unexpected"),
+            Some("has net1 without asking for an index network"),
+        ),
+    };
+    row.cells.insert("net1", (cell.0, cell.1.into()));
+    row.notes.extend(note.map(str::to_owned));
 }
 
 /// Whether the addresses a pod got are what index2ip computes for its node and index.
