@@ -251,7 +251,7 @@ impl Runtime {
                             notes.push(s);
                         }
                     }
-                    att.conflist = list.to_conflist();
+                    att.conflist = Some(list.clone());
                     att.index = list.index();
                     Ok(list)
                 }
@@ -307,12 +307,12 @@ impl Runtime {
     pub fn detach(&self, node: &NodeState, pod: &PodState) -> Vec<String> {
         let mut failures = Vec::new();
         for att in pod.attachments.iter().rev() {
-            let Ok(list) = NetworkConfig::parse(&att.conflist.to_string()) else {
+            let Some(list) = &att.conflist else {
                 continue;
             };
             if let Err(e) = self.invocation(node, pod, &att.ifname).finish_chain(
                 Command::Del,
-                &list,
+                list,
                 att.result.as_ref(),
             ) {
                 failures.push(format!("pod {} {}: DEL failed: {e}", pod.name, att.ifname));

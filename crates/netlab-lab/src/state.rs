@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use cni::CniResult;
+use netlab_model::cniconf::NetworkConfig;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -63,8 +64,8 @@ pub struct Attachment {
     pub ifname: String,
     /// Whether it is the pod's default network.
     pub default: bool,
-    /// The conflist as executed (after the lab's flannel and ipvlan substitutions).
-    pub conflist: Value,
+    /// The configuration as executed (after the lab's flannel and ipvlan substitutions), once it could be read.
+    pub conflist: Option<NetworkConfig>,
     /// The index2ip index its IPAM asked for, if any.
     pub index: Option<u32>,
     /// The chain's result, once ADD succeeded (kept in the newest shape, as `cni` models it).

@@ -4,8 +4,9 @@
 use cni::{NetConf, Version};
 use serde_json::Value;
 
-/// A parsed network configuration: a single plugin's `.conf` or a `.conflist` chain.
-#[derive(Debug, Clone)]
+/// A parsed network configuration: a single plugin's `.conf` or a `.conflist` chain. It serializes as the list a
+/// runtime executes ([`NetworkConfig::to_conflist`]) and deserializes from either form.
+#[derive(Debug, Clone, PartialEq)]
 pub struct NetworkConfig {
     /// The network name (`name`), which multus passes to the plugins; host-local keys its store by it.
     pub name: Option<String>,
@@ -33,6 +34,11 @@ impl NetworkConfig {
             message: format!("not JSON: {e}"),
             line: Some(e.line()),
         })?;
+        NetworkConfig::from_value(value)
+    }
+
+    /// Reads a single-plugin configuration or a chain already decoded as JSON.
+    pub fn from_value(value: Value) -> Result<NetworkConfig, ConfigError> {
         let err = |message: String| ConfigError {
             message,
             line: None,
@@ -130,6 +136,19 @@ impl NetworkConfig {
             .collect();
         list.insert("plugins".into(), Value::Array(plugins));
         Value::Object(list)
+    }
+}
+
+impl serde::Serialize for NetworkConfig {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.to_conflist().serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for NetworkConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<NetworkConfig, D::Error> {
+        let value = Value::deserialize(d)?;
+        NetworkConfig::from_value(value).map_err(|e| serde::de::Error::custom(e.message))
     }
 }
 

@@ -15,7 +15,6 @@ use netlab_lab::verbs::LabArgs;
 use netlab_lab::{sys, teardown, verbs};
 use netlab_model::annotation::{DEFAULT_NETWORK, NETWORKS};
 use netlab_model::topology::Topology;
-use serde_json::Value;
 
 use crate::util::{root, skip};
 
@@ -88,11 +87,9 @@ fn addresses(pod: &PodState) -> Vec<(String, String)> {
 /// multus's lossy DEL: every `ipam` of the index network reduced to its `type`.
 fn strip_ipam(pod: &mut PodState) {
     for a in pod.attachments.iter_mut().filter(|a| a.index.is_some()) {
-        if let Some(plugins) = a.conflist.get_mut("plugins").and_then(Value::as_array_mut) {
-            for p in plugins {
-                if let Some(t) = p.get("ipam").and_then(|i| i.get("type")).cloned() {
-                    p["ipam"] = serde_json::json!({ "type": t });
-                }
+        if let Some(list) = a.conflist.as_mut() {
+            for ipam in list.plugins.iter_mut().filter_map(|p| p.ipam.as_mut()) {
+                ipam.keys.clear();
             }
         }
     }
