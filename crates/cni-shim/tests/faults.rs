@@ -114,8 +114,8 @@ fn a_hanging_plugin_yields_to_the_runtimes_timeout() {
         "hang",
         "cat >/dev/null; echo $$ >\"$PIDFILE.tmp\"; mv \"$PIDFILE.tmp\" \"$PIDFILE\"; read x <\"$FIFO\"; echo '{}'",
     )]);
-    let pidfile = lab.tmp.0.join("pid");
-    let fifo = lab.tmp.0.join("fifo");
+    let pidfile = lab.tmp.path().join("pid");
+    let fifo = lab.tmp.path().join("fifo");
     let made = std::process::Command::new("mkfifo")
         .arg(&fifo)
         .status()
@@ -216,7 +216,7 @@ fn pruning_after_the_log_directory_was_swapped_deletes_nothing_through_the_link(
         c.max_bytes = 1;
     });
     fs::create_dir_all(&lab.logs).unwrap();
-    let elsewhere = lab.tmp.0.join("elsewhere");
+    let elsewhere = lab.tmp.path().join("elsewhere");
     let mut c = lab.command("swap");
     c.env("LOGS", &lab.logs).env("ELSEWHERE", &elsewhere);
     let out = lab.run(c, CONF.as_bytes());
@@ -317,13 +317,13 @@ fn a_log_directory_replaced_by_a_symlink_mid_run_is_not_followed() {
         "swap",
         "cat; if [ -d \"$LOGS\" ] && [ ! -L \"$LOGS\" ]; then mv \"$LOGS\" \"$LOGS.moved\"; mkdir \"$ELSEWHERE\"; ln -s \"$ELSEWHERE\" \"$LOGS\"; fi; echo to stderr >&2; exit 42",
     )]);
-    let elsewhere = lab.tmp.0.join("elsewhere");
+    let elsewhere = lab.tmp.path().join("elsewhere");
     let moved = Path::new(&format!("{}.moved", path(&lab.logs))).to_owned();
     // A first, ordinary call fills the directory.
     let ordinary = lab.run(
         {
             let mut c = lab.command("swap");
-            c.env("LOGS", lab.tmp.0.join("not-the-log-dir"))
+            c.env("LOGS", lab.tmp.path().join("not-the-log-dir"))
                 .env("ELSEWHERE", &elsewhere);
             c
         },

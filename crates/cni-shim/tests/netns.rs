@@ -6,7 +6,7 @@ use std::fs;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::util::{is_root, path, skip, text, TempDir, SHIM};
+use crate::util::{is_root, path, skip, temp_dir, text, SHIM};
 
 const REFERENCE: &str = "/usr/lib/cni";
 
@@ -57,15 +57,19 @@ fn main_plugin_and_index2ip_through_the_shim_give_a_two_level_tree() {
             "index2ip is not built beside cni-shim (cargo build -p index2ip)",
         );
     }
-    let tmp = TempDir::new("netns");
-    let (shim, logs, real) = (tmp.0.join("shim"), tmp.0.join("logs"), tmp.0.join("real"));
+    let tmp = temp_dir("netns");
+    let (shim, logs, real) = (
+        tmp.path().join("shim"),
+        tmp.path().join("logs"),
+        tmp.path().join("real"),
+    );
     // The node's plugin directory: the reference macvlan and index2ip.
     fs::create_dir_all(&real).unwrap();
     for plugin in ["macvlan", "ipvlan"] {
         std::os::unix::fs::symlink(Path::new(REFERENCE).join(plugin), real.join(plugin)).unwrap();
     }
     std::os::unix::fs::symlink(&index2ip, real.join("index2ip")).unwrap();
-    let cmdline = tmp.0.join("cmdline");
+    let cmdline = tmp.path().join("cmdline");
     fs::write(
         &cmdline,
         "ro epoxy.ipv4=192.0.2.9/24,192.0.2.1,192.0.2.53, epoxy.ipv6=\n",

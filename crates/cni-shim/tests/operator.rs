@@ -181,7 +181,7 @@ fn replay_prints_unless_told_and_then_runs_the_real_plugin() {
 #[test]
 fn enable_and_disable_containerd_are_reversible() {
     let lab = Lab::new(&[("bridge", "exit 0")]);
-    let file = lab.tmp.0.join("config.toml");
+    let file = lab.tmp.path().join("config.toml");
     let original = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".cni]\n  bin_dir = \"/opt/cni/bin\"\n  conf_dir = \"/etc/cni/net.d\"\n";
     fs::write(&file, original).unwrap();
     let run = |verb: &str| {
@@ -199,13 +199,13 @@ fn enable_and_disable_containerd_are_reversible() {
     assert!(run("enable").contains("already points"));
     assert_eq!(fs::read_to_string(&file).unwrap(), on);
     assert_eq!(
-        fs::read_to_string(lab.tmp.0.join("config.toml.cni-shim.bak")).unwrap(),
+        fs::read_to_string(lab.tmp.path().join("config.toml.cni-shim.bak")).unwrap(),
         original
     );
     run("disable");
     assert_eq!(fs::read_to_string(&file).unwrap(), original);
     assert!(
-        !lab.tmp.0.join("config.toml.cni-shim.bak").exists(),
+        !lab.tmp.path().join("config.toml.cni-shim.bak").exists(),
         "the backup goes once restored"
     );
     assert!(run("disable").contains("nothing to undo"));
@@ -214,7 +214,7 @@ fn enable_and_disable_containerd_are_reversible() {
 #[test]
 fn enable_and_disable_multus() {
     let lab = Lab::new(&[("bridge", "exit 0")]);
-    let file = lab.tmp.0.join("00-multus.conf");
+    let file = lab.tmp.path().join("00-multus.conf");
     let original = r#"{"cniVersion":"0.3.1","name":"multus-cni-network","type":"multus","kubeconfig":"/etc/cni/net.d/multus.d/multus.kubeconfig","delegates":[{"type":"flannel"}]}"#;
     fs::write(&file, original).unwrap();
     let out = lab.operator(&["enable", "multus", "--config", path(&file)]);
@@ -232,7 +232,7 @@ fn enable_and_disable_multus() {
 #[test]
 fn enable_needs_an_installed_shim() {
     let lab = Lab::new(&[("bridge", "exit 0")]);
-    let file = lab.tmp.0.join("crio.conf");
+    let file = lab.tmp.path().join("crio.conf");
     fs::write(&file, "[crio.network]\n").unwrap();
     let out = crate::util::Lab::operator(
         &lab,

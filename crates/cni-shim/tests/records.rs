@@ -6,7 +6,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
 
-use crate::util::{is_root, noise, path, skip, text, Lab, TempDir, CONF};
+use crate::util::{is_root, noise, path, skip, temp_dir, text, Lab, CONF};
 
 #[test]
 fn sixty_four_concurrent_calls_give_sixty_four_intact_records() {
@@ -217,7 +217,7 @@ const FAKE: &str = "cat; echo to stderr >&2; exit 42";
 #[test]
 fn an_unusable_log_directory_changes_nothing_for_the_caller() {
     let lab = Lab::new(&[("fake", FAKE)]);
-    let file = lab.tmp.0.join("a-file");
+    let file = lab.tmp.path().join("a-file");
     fs::write(&file, "not a directory").unwrap();
     for log_dir in [file.clone(), file.join("below")] {
         lab.configure(|c| c.log_dir = Some(log_dir.clone()));
@@ -229,9 +229,9 @@ fn an_unusable_log_directory_changes_nothing_for_the_caller() {
 #[test]
 fn a_symlinked_log_directory_is_refused() {
     let lab = Lab::new(&[("fake", FAKE)]);
-    let target = lab.tmp.0.join("elsewhere");
+    let target = lab.tmp.path().join("elsewhere");
     fs::create_dir(&target).unwrap();
-    let link = lab.tmp.0.join("link");
+    let link = lab.tmp.path().join("link");
     std::os::unix::fs::symlink(&target, &link).unwrap();
     lab.configure(|c| c.log_dir = Some(link.clone()));
     assert_unchanged(&lab);
@@ -266,7 +266,7 @@ fn a_foreign_log_directory_is_refused() {
         return skip("a_foreign_log_directory_is_refused", "chown needs root");
     }
     let lab = Lab::new(&[("fake", FAKE)]);
-    let foreign = lab.tmp.0.join("foreign");
+    let foreign = lab.tmp.path().join("foreign");
     fs::create_dir(&foreign).unwrap();
     std::os::unix::fs::chown(&foreign, Some(65534), Some(65534)).unwrap();
     lab.configure(|c| c.log_dir = Some(foreign.clone()));
@@ -292,7 +292,7 @@ fn a_full_log_directory_changes_nothing_for_the_caller() {
         );
     }
     let lab = Lab::new(&[("fake", FAKE)]);
-    let small = TempDir::new("tmpfs");
+    let small = temp_dir("tmpfs");
     let ok = Command::new("mount")
         .args([
             "-t",
@@ -300,7 +300,7 @@ fn a_full_log_directory_changes_nothing_for_the_caller() {
             "-o",
             "size=64k,mode=0700",
             "tmpfs",
-            path(&small.0),
+            path(small.path()),
         ])
         .status();
     if !ok.is_ok_and(|s| s.success()) {
@@ -309,12 +309,12 @@ fn a_full_log_directory_changes_nothing_for_the_caller() {
             "mount -t tmpfs failed",
         );
     }
-    let _mount = Mount(&small.0);
+    let _mount = Mount(small.path());
     // Fill it up.
-    let _ = fs::write(small.0.join("filler"), vec![0u8; 1 << 20]);
-    lab.configure(|c| c.log_dir = Some(small.0.clone()));
+    let _ = fs::write(small.path().join("filler"), vec![0u8; 1 << 20]);
+    lab.configure(|c| c.log_dir = Some(small.path().to_path_buf()));
     assert_unchanged(&lab);
-    let names: Vec<String> = fs::read_dir(&small.0)
+    let names: Vec<String> = fs::read_dir(small.path())
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())

@@ -7,54 +7,22 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cni_shim::Record;
 
 /// The built binary.
 pub const SHIM: &str = env!("CARGO_BIN_EXE_cni-shim");
 
-/// A temp directory removed on drop, also when a test fails.
-pub struct TempDir(pub PathBuf);
+pub use test_support::{is_root, skip};
 
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "cni-shim-test-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = fs::remove_dir_all(&p);
-        fs::create_dir_all(&p).unwrap_or_else(|e| panic!("create {}: {e}", p.display()));
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Whether the tests run as root.
-pub fn is_root() -> bool {
-    fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-        .unwrap_or(false)
-}
-
-/// Says loudly that a test did not run; under CI=true a skip that could have run is a failure.
-pub fn skip(test: &str, why: &str) {
-    let _ = writeln!(std::io::stderr(), "\n*** SKIPPED {test}: {why} ***\n");
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{test} was skipped under CI=true: {why}");
-    }
+/// A temp directory of the shim's tests, removed on drop, also when a test fails.
+pub fn temp_dir(tag: &str) -> tempfile::TempDir {
+    test_support::temp_dir(&format!("cni-shim-test-{tag}"))
 }
 
 /// Real dir, shim dir, log dir.
 pub struct Lab {
-    pub tmp: TempDir,
+    pub tmp: tempfile::TempDir,
     pub real: PathBuf,
     pub shim: PathBuf,
     pub logs: PathBuf,
@@ -67,11 +35,11 @@ impl Lab {
     }
 
     pub fn with_args(plugins: &[(&str, &str)], install_args: &[&str]) -> Lab {
-        let tmp = TempDir::new("lab");
+        let tmp = temp_dir("lab");
         let lab = Lab {
-            real: tmp.0.join("real"),
-            shim: tmp.0.join("shim"),
-            logs: tmp.0.join("logs"),
+            real: tmp.path().join("real"),
+            shim: tmp.path().join("shim"),
+            logs: tmp.path().join("logs"),
             tmp,
         };
         fs::create_dir_all(&lab.real).unwrap_or_else(|e| panic!("{e}"));
