@@ -2,14 +2,10 @@
 //!
 //! The inputs are parsed once ([`netlab_model::manifest`], [`netlab_model::nodes`]) and every rule reads those types.
 
-mod apply;
 mod error;
 pub mod input;
-mod multus;
-mod nads;
-mod nodes;
+mod rules;
 mod run;
-mod workloads;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -199,12 +195,12 @@ pub(crate) type Nads<'a> = BTreeMap<(String, String), Nad<'a>>;
 pub fn lint(inputs: &Inputs, options: Options, early: Vec<Finding>) -> Report {
     let mut findings = early;
     duplicates(&inputs.objects, &mut findings);
-    let nads = nads::check(&inputs.objects, options, &mut findings);
-    multus::check(&inputs.objects, &nads, &mut findings);
-    workloads::check(&inputs.objects, &nads, &mut findings);
-    apply::check(&inputs.objects, &mut findings);
+    let nads = rules::nads::check(&inputs.objects, options, &mut findings);
+    rules::multus::check(&inputs.objects, &nads, &mut findings);
+    rules::workloads::check(&inputs.objects, &nads, &mut findings);
+    rules::apply::check(&inputs.objects, &mut findings);
     if let Some((name, nodes)) = &inputs.nodes {
-        nodes::check(name, nodes, &inputs.objects, options, &mut findings);
+        rules::nodes::check(name, nodes, &inputs.objects, options, &mut findings);
     }
     findings.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
     let errors = findings

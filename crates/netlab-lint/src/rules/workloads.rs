@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use super::{Finding, Nads, Rule};
+use crate::{Finding, Nads, Rule};
 use netlab_model::annotation::{
     parse_default_network, parse_networks, NetworkRef, DEFAULT_NETWORK, NETWORKS,
 };
@@ -16,7 +16,7 @@ struct OnIndex {
     indices: Vec<u64>,
 }
 
-pub(super) fn check(objects: &[Object], nads: &Nads<'_>, findings: &mut Vec<Finding>) {
+pub(crate) fn check(objects: &[Object], nads: &Nads<'_>, findings: &mut Vec<Finding>) {
     let mut on_index: Vec<OnIndex> = Vec::new();
     for o in objects {
         let w = match workload(o) {
@@ -92,7 +92,7 @@ fn resolve<'n, 'a>(
     default_namespace: &str,
     nads: &'n Nads<'a>,
     findings: &mut Vec<Finding>,
-) -> Option<&'n super::Nad<'a>> {
+) -> Option<&'n crate::Nad<'a>> {
     let (ns, name) = r.qualified(default_namespace);
     let nad = nads.get(&(ns.clone(), name.clone()));
     if nad.is_none() {
@@ -116,7 +116,7 @@ fn index_workload(
     w: &Workload,
     indices: &[u64],
     has_default: bool,
-    default_nad: Option<&super::Nad<'_>>,
+    default_nad: Option<&crate::Nad<'_>>,
     findings: &mut Vec<Finding>,
 ) {
     let list = indices

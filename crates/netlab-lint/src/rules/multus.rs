@@ -2,11 +2,11 @@
 
 use serde_json::Value;
 
-use super::{Finding, Nads, Rule};
+use crate::{Finding, Nads, Rule};
 use netlab_model::facts::SYSTEM_NAMESPACE;
 use netlab_model::manifest::Object;
 
-pub(super) fn check(objects: &[Object], nads: &Nads<'_>, findings: &mut Vec<Finding>) {
+pub(crate) fn check(objects: &[Object], nads: &Nads<'_>, findings: &mut Vec<Finding>) {
     for o in objects.iter().filter(|o| o.kind == "ConfigMap") {
         let Some(data) = o.value.get("data").and_then(Value::as_object) else {
             continue;

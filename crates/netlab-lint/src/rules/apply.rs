@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::{Finding, Rule};
+use crate::{Finding, Rule};
 use netlab_model::manifest::Object;
 
-pub(super) fn check(objects: &[Object], findings: &mut Vec<Finding>) {
+pub(crate) fn check(objects: &[Object], findings: &mut Vec<Finding>) {
     crd_apply_unit(objects, findings);
     for o in objects {
         images(o, findings);

@@ -6,13 +6,13 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use serde_json::Value;
 
-use super::{Finding, Options, Rule};
+use crate::{Finding, Options, Rule};
 use netlab_model::facts::{FLANNEL_NETWORK_CIDR, FLANNEL_SUBNET_LEN};
 use netlab_model::facts::{NODE_TYPES, NODE_TYPE_LABEL};
 use netlab_model::manifest::Object;
 use netlab_model::nodes::Node;
 
-pub(super) fn check(
+pub(crate) fn check(
     source: &str,
     nodes: &[Node],
     objects: &[Object],

@@ -5,14 +5,14 @@ use std::collections::BTreeMap;
 use cni::Version;
 use serde_json::Value;
 
-use super::{Finding, Nad, Nads, Options, Rule};
+use crate::{Finding, Nad, Nads, Options, Rule};
 use netlab_model::cniconf::{known, NetworkConfig, Role, KNOWN};
 use netlab_model::manifest::Object;
 use netlab_model::workload::index_in_nad_name;
 
 const CONFIG: &[&str] = &["spec", "config"];
 
-pub(super) fn check<'a>(
+pub(crate) fn check<'a>(
     objects: &'a [Object],
     options: Options,
     findings: &mut Vec<Finding>,
