@@ -21,6 +21,12 @@ cargo fmt --all -- --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
+step "cargo clippy, cni-shim's portable spawn (the std::process path other targets build)"
+cargo clippy -p cni-shim --features portable-spawn --all-targets --quiet -- -D warnings
+
+step "cargo doc: every crate's docs build without a warning"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+
 step "cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

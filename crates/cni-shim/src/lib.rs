@@ -17,6 +17,7 @@
 //! cni-shim logs --failed
 //! cni-shim tree CONTAINER_ID
 //! ```
+#![warn(missing_docs)]
 
 mod atomic;
 mod capture;

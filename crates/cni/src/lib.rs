@@ -35,6 +35,7 @@
 //!     cni::plugin::serve(&Noop)
 //! }
 //! ```
+#![warn(missing_docs)]
 
 pub mod command;
 pub mod config;

@@ -15,6 +15,7 @@
 //! assert_eq!(capacity(&keys), 14);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+#![warn(missing_docs)]
 
 pub mod alloc;
 pub mod cli;

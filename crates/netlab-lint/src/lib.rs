@@ -76,7 +76,7 @@ rules! {
     AnnotationUnknownNetwork "annotation-unknown-network" Error "every network an annotation names is a NetworkAttachmentDefinition that exists";
     IndexPlacement "index-placement" Error "a workload that asks for an index network runs only on mlab/type=physical nodes";
     IndexShared "index-shared" Error "no two pods that can share a node use the same index (two workloads, two replicas of one, one pod asking twice)";
-    IndexPodName "index-pod-name" Warning "a workload whose name carries index<N> asks for index network N (index2ip's pod-name fallback agrees)";
+    IndexPodName "index-pod-name" Warning "a workload whose name carries `index<N>` asks for index network N (index2ip's pod-name fallback agrees)";
     IndexDns "index-dns" Warning "a workload on an index network uses dnsPolicy None with nameservers (ipvlan traffic bypasses kube-proxy)";
     IndexDefaultNetwork "index-default-network" Warning "a workload on an index network replaces its default network with one that has no default route and turns router advertisements off";
     CrdApplyUnit "crd-apply-unit" Error "no CustomResourceDefinition is applied in one unit (one path, one kubectl apply) with custom resources of its kind";

@@ -7,7 +7,7 @@ use netlab_lint::{Finding, Options, Report, Rule};
 
 /// The repository root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    test_support::workspace_root()
 }
 
 /// A file of tests/fixtures, as text.
@@ -120,14 +120,4 @@ pub fn good_annotations(networks: &str) -> String {
     format!("        k8s.v1.cni.cncf.io/networks: '{networks}'\n        v1.multus-cni.io/default-network: flannel-experiment-conf\n")
 }
 
-/// Whether tests run in CI, where a test that could have run must not be skipped.
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-/// Says loudly that a test did not run; under CI=true that is a failure.
-pub fn skip(test: &str, why: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
-    assert!(!in_ci(), "{test} was skipped under CI=true: {why}");
-}
+pub use test_support::skip;

@@ -273,7 +273,7 @@ fn object_lines(out: &Output) -> Vec<String> {
 
 #[test]
 fn documented_sequence_on_a_real_api_server() {
-    if !netlab_lab::sys::is_root() {
+    if !crate::util::is_root() {
         skip(
             TEST,
             "needs root: the control plane runs in a network namespace of its own",

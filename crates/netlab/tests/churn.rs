@@ -101,7 +101,7 @@ fn strip_ipam(pod: &mut PodState) {
 #[ignore = "500 pod cycles, minutes: run by scripts/churn.sh (root)"]
 fn five_hundred_pods_through_the_real_chain_leak_nothing() {
     let test = "churn::five_hundred_pods";
-    if !sys::is_root() {
+    if !crate::util::is_root() {
         return skip(
             test,
             "needs root: the lab creates network namespaces and mounts",

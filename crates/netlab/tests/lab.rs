@@ -16,7 +16,7 @@ fn index2ip() -> PathBuf {
 }
 
 fn ready(test: &str) -> bool {
-    if !netlab_lab::sys::is_root() {
+    if !crate::util::is_root() {
         skip(
             test,
             "needs root: the lab creates network namespaces and mounts",
@@ -349,7 +349,7 @@ fn a_lab_killed_during_up_is_fully_removed_by_down() {
 #[test]
 fn a_pod_saved_on_its_own_is_read_back_and_a_line_cut_short_is_skipped() {
     use netlab_lab::state::{PodState, State, POD_JOURNAL};
-    if !netlab_lab::sys::is_root() {
+    if !crate::util::is_root() {
         skip(
             "lab::pod-journal",
             "needs root: lab state lives under /run/netlab",

@@ -30,7 +30,7 @@ fn unavailable(test: &str, why: &str) {
 
 /// The image for this test run, or `None` after saying why there is none.
 fn image(test: &str) -> Option<PathBuf> {
-    if !netlab_lab::sys::is_root() {
+    if !crate::util::is_root() {
         skip(test, "needs root: the image's files belong to root");
         return None;
     }

@@ -9,7 +9,7 @@
 //!     // ... `ns.name(0)` is the node's namespace; both are deleted when `ns` drops.
 //! }
 //! ```
-
+#![warn(missing_docs)]
 // Test support: a failed set-up is a failed test, and panicking says so with the reason.
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
