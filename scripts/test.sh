@@ -24,6 +24,9 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 step "cargo clippy, cni-shim's portable spawn (the std::process path other targets build)"
 cargo clippy -p cni-shim --features portable-spawn --all-targets --quiet -- -D warnings
 
+step "crate layers: no dependency ARCHITECTURE.md forbids"
+scripts/layers.sh
+
 step "cargo doc: every crate's docs build without a warning"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
