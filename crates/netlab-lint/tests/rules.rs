@@ -9,28 +9,18 @@ use crate::util::*;
 
 #[test]
 fn yaml_parse() {
-    let found = fires(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata: [\n",
-        Rule::YamlParse,
-    );
+    let found = fires(&fixture("yaml-parse/unclosed-flow.yaml"), Rule::YamlParse);
     assert_eq!(found[0].file.as_deref(), Some("extra.yaml"));
     assert!(found[0].line.is_some_and(|l| l >= 5), "{found:?}");
-    fires("metadata:\n  name: no-kind\n", Rule::YamlParse);
-    fires("apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: d\nspec:\n  template:\n    spec:\n      nodeSelector: [1]\n", Rule::YamlParse);
+    fires(&fixture("yaml-parse/no-kind.yaml"), Rule::YamlParse);
+    fires(&fixture("yaml-parse/selector-list.yaml"), Rule::YamlParse);
 }
 
 #[test]
 fn kustomize_unapplied() -> Result<(), Box<dyn std::error::Error>> {
-    let dir = tempfile::tempdir()?;
-    std::fs::write(
-        dir.path().join("kustomization.yaml"),
-        "resources:\n  - cm.yaml\nnamePrefix: x-\n",
-    )?;
-    std::fs::write(
-        dir.path().join("cm.yaml"),
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n",
-    )?;
-    let (sources, findings) = load(&[dir.path().to_owned()], Render::Direct)?;
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kustomize-unapplied");
+    let (sources, findings) = load(&[dir], Render::Direct)?;
     assert_eq!(sources.len(), 1);
     assert_eq!(findings.len(), 1, "{findings:?}");
     assert_eq!(
@@ -70,7 +60,7 @@ fn nad_config() {
     let found = fires(&broken, Rule::NadConfig);
     // The JSON error is on the config's third line; the config starts on line 8 of the file.
     assert_eq!(found[0].line, Some(10), "{found:?}");
-    fires("apiVersion: k8s.cni.cncf.io/v1\nkind: NetworkAttachmentDefinition\nmetadata:\n  name: x\nspec: {}\n", Rule::NadConfig);
+    fires(&fixture("nad-config/no-config.yaml"), Rule::NadConfig);
     fires(
         &nad(
             "default",
