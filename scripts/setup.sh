@@ -16,6 +16,8 @@ die() { printf 'setup: %s\n' "$*" >&2; exit 1; }
 packages=(containernetworking-plugins iproute2 iputils-ping ca-certificates)
 # A C compiler: the benchmark's C floor, and flanneld's cgo (scripts/upstream.sh).
 packages+=(gcc libc6-dev)
+# The control plane's keys (service-account signing pair), made by the apply tests and the lab.
+packages+=(openssl)
 # The VM of `netlab run --vm` (real ipvlan): qemu, a static busybox, depmod, GNU cpio.
 packages+=(qemu-system-x86 busybox-static kmod cpio)
 missing=()

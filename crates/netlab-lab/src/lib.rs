@@ -7,7 +7,9 @@
 //!   runtime side of CNI: a plugin or a chain run as libcni runs them);
 //! - [`status`], [`check`], [`teardown`] (`down`);
 //! - [`sys`] (namespaces made and entered from threads, mounts) and [`netlink`] (links, addresses, routes);
-//! - [`vm`]: `run --vm`, the whole run inside a VM whose kernel has ipvlan.
+//! - [`vm`]: `run --vm`, the whole run inside a VM whose kernel has ipvlan;
+//! - [`control_plane`]: a real Kubernetes control plane (etcd, kube-apiserver, the controllers and the scheduler,
+//!   from the upstream peers) in a network namespace of its own.
 //!
 //! What the lab runs comes from [`netlab_model`]: a [`netlab_model::topology::Topology`] and the
 //! [`netlab_model::cluster::Cluster`] the manifests describe.
@@ -32,6 +34,7 @@
 
 pub mod build;
 pub mod check;
+pub mod control_plane;
 mod error;
 pub mod exec;
 pub mod netlink;

@@ -18,16 +18,16 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use netlab_lab::control_plane::{ControlPlane, Options};
 use netlab_lint::input::{load, Render};
 
 use crate::util::{root, skip};
 
 const TEST: &str = "apply::documented_sequence_on_a_real_api_server";
-const ADMIN_TOKEN: &str = "netlab-apply-admin";
 const CRD: &str = "network-attachment-definitions.k8s.cni.cncf.io";
 const FLANNEL: &str = "system:serviceaccount:kube-system:flannel";
 const MULTUS: &str = "system:serviceaccount:kube-system:multus";
@@ -62,23 +62,49 @@ fn peers() -> Result<PathBuf, String> {
     Ok(dir)
 }
 
-/// etcd and kube-apiserver in a network namespace of their own; everything goes when it is dropped.
-struct ControlPlane {
-    netns: String,
+/// A control plane of the test's own: etcd and kube-apiserver (with the controllers when asked) in a network
+/// namespace, in a temporary directory; the namespace, the processes and the directory go when it is dropped.
+struct Cluster {
+    // Dropped first: the processes stop before their directory goes.
+    cp: ControlPlane,
     dir: tempfile::TempDir,
-    bin: PathBuf,
-    children: Vec<Child>,
 }
 
-impl Drop for ControlPlane {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.netns])
-            .status();
+impl Cluster {
+    fn start(bin: &Path, controllers: bool) -> Cluster {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let netns = format!(
+            "netlab-apply-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let cp = ControlPlane::start(bin, dir.path(), &netns, Options { controllers })
+            .unwrap_or_else(|e| panic!("the control plane did not start: {e}"));
+        Cluster { cp, dir }
+    }
+
+    fn kubectl(&self, args: &[&str]) -> Output {
+        self.cp.kubectl(args).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A program run in the namespace with kubectl's environment, from the repository's root.
+    fn in_netns(&self, program: &Path) -> Command {
+        let mut cmd = self.cp.in_netns(program);
+        cmd.current_dir(root());
+        cmd
+    }
+
+    /// `kubectl auth can-i` as `user` (and `groups`); true for "yes".
+    fn can(&self, user: &str, groups: &[&str], what: &[&str]) -> bool {
+        let mut args = vec!["auth", "can-i"];
+        args.extend(what);
+        let user = format!("--as={user}");
+        args.push(&user);
+        let groups: Vec<String> = groups.iter().map(|g| format!("--as-group={g}")).collect();
+        args.extend(groups.iter().map(String::as_str));
+        let out = self.kubectl(&args);
+        String::from_utf8_lossy(&out.stdout).trim() == "yes"
     }
 }
 
@@ -95,161 +121,21 @@ fn text(out: &Output) -> String {
     )
 }
 
-impl ControlPlane {
-    fn start(bin: &Path) -> ControlPlane {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let netns = format!(
-            "netlab-apply-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
+/// The peers' directory when the test can run: root, the peers built, openssl there; otherwise says why it did not
+/// run (a failure under CI=true) and gives `None`.
+fn ready(test: &str) -> Option<PathBuf> {
+    if !crate::util::is_root() {
+        skip(
+            test,
+            "needs root: the control plane runs in a network namespace of its own",
         );
-        let dir = tempfile::tempdir().unwrap();
-        let ok = run(Command::new("ip").args(["netns", "add", &netns]));
-        assert!(ok.status.success(), "ip netns add: {}", text(&ok));
-        let mut cp = ControlPlane {
-            netns,
-            dir,
-            bin: bin.to_owned(),
-            children: Vec::new(),
-        };
-        let up = run(Command::new("ip").args(["-n", &cp.netns, "link", "set", "lo", "up"]));
-        assert!(up.status.success(), "lo up: {}", text(&up));
-        let d = cp.dir.path().to_owned();
-        // The service-account signing key pair, and a static token for an administrator (group system:masters).
-        let key = run(Command::new("openssl")
-            .args(["genrsa", "-out"])
-            .arg(d.join("sa.key"))
-            .arg("2048"));
-        assert!(key.status.success(), "openssl genrsa: {}", text(&key));
-        let public = run(Command::new("openssl")
-            .args(["rsa", "-pubout", "-in"])
-            .arg(d.join("sa.key"))
-            .arg("-out")
-            .arg(d.join("sa.pub")));
-        assert!(public.status.success(), "openssl rsa: {}", text(&public));
-        fs::write(
-            d.join("tokens.csv"),
-            format!("{ADMIN_TOKEN},admin,admin,\"system:masters\"\n"),
-        )
-        .unwrap();
-        fs::write(
-            d.join("kubeconfig"),
-            format!("apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: https://127.0.0.1:6443\n    certificate-authority: {}\nusers:\n- name: admin\n  user:\n    token: {ADMIN_TOKEN}\ncontexts:\n- name: test\n  context: {{cluster: test, user: admin}}\ncurrent-context: test\n", d.join("certs/apiserver.crt").display()),
-        )
-        .unwrap();
-        let p = |name: &str| d.join(name).display().to_string();
-        cp.spawn(
-            "etcd",
-            &[
-                format!("--data-dir={}", p("etcd")),
-                "--listen-client-urls=http://127.0.0.1:2379".into(),
-                "--advertise-client-urls=http://127.0.0.1:2379".into(),
-                "--listen-peer-urls=http://127.0.0.1:2380".into(),
-                "--initial-advertise-peer-urls=http://127.0.0.1:2380".into(),
-                "--initial-cluster=default=http://127.0.0.1:2380".into(),
-            ],
-        );
-        cp.spawn(
-            "kube-apiserver",
-            &[
-                "--etcd-servers=http://127.0.0.1:2379".into(),
-                "--bind-address=127.0.0.1".into(),
-                "--advertise-address=127.0.0.1".into(),
-                // Loopback is no address for the kubernetes service's endpoints; nothing here needs them.
-                "--endpoint-reconciler-type=none".into(),
-                "--secure-port=6443".into(),
-                // A self-signed serving certificate, made by kube-apiserver into this directory.
-                format!("--cert-dir={}", p("certs")),
-                "--service-cluster-ip-range=10.96.0.0/12".into(),
-                format!("--token-auth-file={}", p("tokens.csv")),
-                // As kubeadm runs it.
-                "--authorization-mode=Node,RBAC".into(),
-                "--enable-admission-plugins=NodeRestriction".into(),
-                "--allow-privileged=true".into(),
-                "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
-                format!("--service-account-key-file={}", p("sa.pub")),
-                format!("--service-account-signing-key-file={}", p("sa.key")),
-            ],
-        );
-        cp.wait_ready();
-        cp
+        return None;
     }
-
-    fn spawn(&mut self, name: &str, args: &[String]) {
-        let log = fs::File::create(self.dir.path().join(format!("{name}.log"))).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.netns])
-            .arg(self.bin.join(name))
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
-        self.children.push(child);
+    if Command::new("openssl").arg("version").output().is_err() {
+        skip(test, "openssl is missing (apt-get install openssl)");
+        return None;
     }
-
-    fn log(&self, name: &str) -> String {
-        let all =
-            fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default();
-        let lines: Vec<&str> = all.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
-    }
-
-    /// Until `/readyz` answers ok and the system namespaces exist.
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let ready = self.kubectl(&["get", "--raw=/readyz"]);
-            let ns = self.kubectl(&["get", "namespace", "kube-system", "default", "-o", "name"]);
-            if ready.status.success() && ns.status.success() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "kube-apiserver not ready in 30 s: {}\n--- kube-apiserver.log\n{}\n--- etcd.log\n{}",
-                text(&ready),
-                self.log("kube-apiserver"),
-                self.log("etcd")
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    /// A command in the namespace with kubectl's environment: this cluster's kubeconfig, the peers' kubectl first
-    /// on PATH, and a discovery cache of this cluster's own (a cache that already knows the CRD's kind would hide
-    /// the failure the sequence prevents).
-    fn in_netns(&self, program: &Path) -> Command {
-        let path = format!(
-            "{}:{}",
-            self.bin.display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.netns])
-            .arg(program)
-            .env("PATH", path)
-            .env("KUBECONFIG", self.dir.path().join("kubeconfig"))
-            .env("KUBECACHEDIR", self.dir.path().join("kube-cache"))
-            .current_dir(root());
-        cmd
-    }
-
-    fn kubectl(&self, args: &[&str]) -> Output {
-        run(self.in_netns(&self.bin.join("kubectl")).args(args))
-    }
-
-    /// `kubectl auth can-i` as `user` (and `groups`); true for "yes".
-    fn can(&self, user: &str, groups: &[&str], what: &[&str]) -> bool {
-        let mut args = vec!["auth", "can-i"];
-        args.extend(what);
-        let user = format!("--as={user}");
-        args.push(&user);
-        let groups: Vec<String> = groups.iter().map(|g| format!("--as-group={g}")).collect();
-        args.extend(groups.iter().map(String::as_str));
-        let out = self.kubectl(&args);
-        String::from_utf8_lossy(&out.stdout).trim() == "yes"
-    }
+    peers().map_err(|why| skip(test, &why)).ok()
 }
 
 /// The repository's objects as scripts/apply.sh applies them.
@@ -273,24 +159,9 @@ fn object_lines(out: &Output) -> Vec<String> {
 
 #[test]
 fn documented_sequence_on_a_real_api_server() {
-    if !crate::util::is_root() {
-        skip(
-            TEST,
-            "needs root: the control plane runs in a network namespace of its own",
-        );
+    let Some(bin) = ready(TEST) else {
         return;
-    }
-    let bin = match peers() {
-        Ok(bin) => bin,
-        Err(why) => {
-            skip(TEST, &why);
-            return;
-        }
     };
-    if Command::new("openssl").arg("version").output().is_err() {
-        skip(TEST, "openssl is missing (apt-get install openssl)");
-        return;
-    }
     let started = Instant::now();
 
     // k8s/README.md tells the operator to run this script; the test runs what it says.
@@ -299,7 +170,7 @@ fn documented_sequence_on_a_real_api_server() {
         readme.contains("\nscripts/apply.sh\n"),
         "k8s/README.md no longer shows `scripts/apply.sh` as the apply command"
     );
-    let cp = ControlPlane::start(&bin);
+    let cp = Cluster::start(&bin, false);
     let ready = started.elapsed();
 
     // 1. Every object accepted the first time.
@@ -417,7 +288,7 @@ fn documented_sequence_on_a_real_api_server() {
     drop(cp);
 
     // 4. The old way on another clean cluster: the CRD and the networks in one kustomization, one apply.
-    let cp = ControlPlane::start(&bin);
+    let cp = Cluster::start(&bin, false);
     let old = cp.dir.path().join("old");
     fs::create_dir(&old).unwrap();
     // kustomize takes other kustomizations only by relative path.
@@ -452,4 +323,54 @@ fn documented_sequence_on_a_real_api_server() {
         ready.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
+}
+
+/// The prerequisite k8s/README.md names for flanneld's `--kube-subnet-mgr`: kube-controller-manager with
+/// `--allocate-node-cidrs`, the flannel network and a /26 mask gives every node its own /26 of 192.168.0.0/16.
+#[test]
+fn the_controller_manager_gives_each_node_a_26() {
+    const TEST: &str = "apply::the_controller_manager_gives_each_node_a_26";
+    let Some(bin) = ready(TEST) else {
+        return;
+    };
+    let cluster = Cluster::start(&bin, true);
+    let nodes = cluster.dir.path().join("nodes.yaml");
+    fs::write(
+        &nodes,
+        "apiVersion: v1\nkind: Node\nmetadata: {name: mlab1, labels: {mlab/type: physical}}\n---\n\
+         apiVersion: v1\nkind: Node\nmetadata: {name: mlab2, labels: {mlab/type: virtual}}\n",
+    )
+    .unwrap();
+    let made = cluster.kubectl(&["apply", "-f", &nodes.display().to_string()]);
+    assert!(made.status.success(), "{}", text(&made));
+    let network: ipnet::Ipv4Net = "192.168.0.0/16".parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let cidrs = loop {
+        let out = cluster.kubectl(&[
+            "get",
+            "nodes",
+            "-o",
+            "jsonpath={range .items[*]}{.spec.podCIDR}{\"\\n\"}{end}",
+        ]);
+        let cidrs: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if cidrs.len() == 2 {
+            break cidrs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no pod CIDRs within 30 s: {cidrs:?}\n--- kube-controller-manager.log\n{}",
+            cluster.cp.log_tail("kube-controller-manager")
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let nets: Vec<ipnet::Ipv4Net> = cidrs.iter().map(|c| c.parse().unwrap()).collect();
+    for net in &nets {
+        assert_eq!(net.prefix_len(), 26, "{cidrs:?}");
+        assert!(network.contains(net), "{net} is outside {network}");
+    }
+    assert_ne!(nets[0], nets[1], "two nodes share a pod CIDR");
 }

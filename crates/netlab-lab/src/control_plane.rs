@@ -1,0 +1,327 @@
+//! A real Kubernetes control plane in a network namespace of its own, from the upstream peers
+//! (`scripts/upstream.sh`): etcd and kube-apiserver, and on request kube-controller-manager and kube-scheduler.
+//!
+//! Everything listens on the namespace's loopback only. kube-apiserver runs as a kubeadm cluster runs it: Node and
+//! RBAC authorization, the default admission plugins and NodeRestriction, privileged containers allowed,
+//! service-account tokens signed with a key pair made here; its serving certificate is one it makes itself. The
+//! administrator authenticates with a random static token (group `system:masters`); the controller manager
+//! allocates each node a pod CIDR, a `/26` of the flannel network, as k8s/README.md prescribes, so flanneld's
+//! `--kube-subnet-mgr` finds one. Dropping the [`ControlPlane`] kills every process and deletes the namespace; the
+//! directory it worked in is the caller's.
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use netlab_model::facts::{FLANNEL_NETWORK_CIDR, FLANNEL_SUBNET_LEN};
+
+use crate::Error;
+
+/// The address and port kube-apiserver serves on, inside the namespace.
+pub const API_SERVER: &str = "https://127.0.0.1:6443";
+
+/// How long kube-apiserver may take to answer `/readyz`.
+const READY_WITHIN: Duration = Duration::from_secs(45);
+
+/// What to run beside etcd and kube-apiserver.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// kube-controller-manager (pod CIDRs, the DaemonSet and other controllers) and kube-scheduler.
+    pub controllers: bool,
+}
+
+/// A running control plane.
+pub struct ControlPlane {
+    netns: String,
+    dir: PathBuf,
+    bin: PathBuf,
+    children: Vec<(String, Child)>,
+}
+
+impl ControlPlane {
+    /// Starts etcd and kube-apiserver (and the controllers when asked) in a new network namespace `netns`, with
+    /// their data, keys, logs and the administrator's kubeconfig in `dir`, and waits until the API server is ready.
+    /// `bin` holds the upstream peers.
+    pub fn start(
+        bin: &Path,
+        dir: &Path,
+        netns: &str,
+        options: Options,
+    ) -> Result<ControlPlane, Error> {
+        for program in [
+            "etcd",
+            "kube-apiserver",
+            "kubectl",
+            "kube-controller-manager",
+            "kube-scheduler",
+        ] {
+            if !bin.join(program).is_file() {
+                return Err(Error::Command {
+                    command: bin.join(program).display().to_string(),
+                    reason: "not built: run scripts/upstream.sh".into(),
+                });
+            }
+        }
+        fs::create_dir_all(dir).map_err(|source| Error::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        run(Command::new("ip").args(["netns", "add", netns]))?;
+        // From here on, Drop removes the namespace and every process, whatever fails next.
+        let mut cp = ControlPlane {
+            netns: netns.to_owned(),
+            dir: dir.to_owned(),
+            bin: bin.to_owned(),
+            children: Vec::new(),
+        };
+        run(Command::new("ip").args(["-n", netns, "link", "set", "lo", "up"]))?;
+        cp.write_credentials()?;
+        let p = |name: &str| dir.join(name).display().to_string();
+        cp.spawn(
+            "etcd",
+            &[
+                format!("--data-dir={}", p("etcd")),
+                "--listen-client-urls=http://127.0.0.1:2379".into(),
+                "--advertise-client-urls=http://127.0.0.1:2379".into(),
+                "--listen-peer-urls=http://127.0.0.1:2380".into(),
+                "--initial-advertise-peer-urls=http://127.0.0.1:2380".into(),
+                "--initial-cluster=default=http://127.0.0.1:2380".into(),
+                "--log-level=warn".into(),
+            ],
+        )?;
+        cp.spawn(
+            "kube-apiserver",
+            &[
+                "--etcd-servers=http://127.0.0.1:2379".into(),
+                "--bind-address=127.0.0.1".into(),
+                "--advertise-address=127.0.0.1".into(),
+                // Loopback is no address for the kubernetes service's endpoints; nothing here needs them.
+                "--endpoint-reconciler-type=none".into(),
+                "--secure-port=6443".into(),
+                format!("--cert-dir={}", p("certs")),
+                "--service-cluster-ip-range=10.96.0.0/12".into(),
+                format!("--token-auth-file={}", p("tokens.csv")),
+                "--authorization-mode=Node,RBAC".into(),
+                "--enable-admission-plugins=NodeRestriction".into(),
+                "--allow-privileged=true".into(),
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
+                format!("--service-account-key-file={}", p("sa.pub")),
+                format!("--service-account-signing-key-file={}", p("sa.key")),
+            ],
+        )?;
+        cp.wait_ready()?;
+        if options.controllers {
+            cp.spawn(
+                "kube-controller-manager",
+                &[
+                    format!("--kubeconfig={}", p("kubeconfig")),
+                    "--bind-address=127.0.0.1".into(),
+                    "--leader-elect=false".into(),
+                    "--allocate-node-cidrs=true".into(),
+                    format!("--cluster-cidr={FLANNEL_NETWORK_CIDR}"),
+                    format!("--node-cidr-mask-size-ipv4={FLANNEL_SUBNET_LEN}"),
+                    "--service-cluster-ip-range=10.96.0.0/12".into(),
+                    format!("--service-account-private-key-file={}", p("sa.key")),
+                    format!("--root-ca-file={}", p("certs/apiserver.crt")),
+                ],
+            )?;
+            cp.spawn(
+                "kube-scheduler",
+                &[
+                    format!("--kubeconfig={}", p("kubeconfig")),
+                    "--bind-address=127.0.0.1".into(),
+                    "--leader-elect=false".into(),
+                ],
+            )?;
+        }
+        Ok(cp)
+    }
+
+    /// The service-account key pair, a random administrator token, and a kubeconfig that uses it.
+    fn write_credentials(&self) -> Result<(), Error> {
+        let key = self.dir.join("sa.key");
+        run(Command::new("openssl")
+            .args(["genrsa", "-out"])
+            .arg(&key)
+            .arg("2048"))?;
+        run(Command::new("openssl")
+            .args(["rsa", "-pubout", "-in"])
+            .arg(&key)
+            .arg("-out")
+            .arg(self.dir.join("sa.pub")))?;
+        let mut random = [0u8; 16];
+        fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut random))
+            .map_err(|source| Error::Io {
+                path: "/dev/urandom".into(),
+                source,
+            })?;
+        let token: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        self.write(
+            "tokens.csv",
+            &format!("{token},admin,admin,\"system:masters\"\n"),
+        )?;
+        let kubeconfig = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: netlab\n  cluster:\n    server: {API_SERVER}\n    \
+             certificate-authority: {}\nusers:\n- name: admin\n  user:\n    token: {token}\ncontexts:\n- name: netlab\n  \
+             context: {{cluster: netlab, user: admin}}\ncurrent-context: netlab\n",
+            self.dir.join("certs/apiserver.crt").display()
+        );
+        self.write("kubeconfig", &kubeconfig)
+    }
+
+    fn write(&self, name: &str, text: &str) -> Result<(), Error> {
+        let path = self.dir.join(name);
+        fs::write(&path, text).map_err(|source| Error::Io { path, source })
+    }
+
+    fn spawn(&mut self, name: &str, args: &[String]) -> Result<(), Error> {
+        let log_path = self.dir.join(format!("{name}.log"));
+        let io = |source| Error::Io {
+            path: log_path.clone(),
+            source,
+        };
+        let log = fs::File::create(&log_path).map_err(io)?;
+        let err = log.try_clone().map_err(io)?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.netns])
+            .arg(self.bin.join(name))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| Error::Command {
+                command: format!("ip netns exec {} {name}", self.netns),
+                reason: e.to_string(),
+            })?;
+        self.children.push((name.to_owned(), child));
+        Ok(())
+    }
+
+    /// The last lines a program of the control plane logged.
+    pub fn log_tail(&self, name: &str) -> String {
+        let all = fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default();
+        let lines: Vec<&str> = all.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// Until `/readyz` answers and the system namespaces exist; a process that died is reported at once.
+    fn wait_ready(&mut self) -> Result<(), Error> {
+        let deadline = Instant::now() + READY_WITHIN;
+        loop {
+            let ready = self.kubectl(&["get", "--raw=/readyz"]);
+            let namespaces =
+                self.kubectl(&["get", "namespace", "kube-system", "default", "-o", "name"]);
+            if ready.as_ref().is_ok_and(|o| o.status.success())
+                && namespaces.as_ref().is_ok_and(|o| o.status.success())
+            {
+                return Ok(());
+            }
+            let exited =
+                self.children
+                    .iter_mut()
+                    .find_map(|(name, child)| match child.try_wait() {
+                        Ok(Some(status)) => Some((name.clone(), status)),
+                        _ => None,
+                    });
+            if let Some((name, status)) = exited {
+                return Err(Error::Command {
+                    reason: format!(
+                        "exited with {status} before the API server was ready:\n{}",
+                        self.log_tail(&name)
+                    ),
+                    command: name,
+                });
+            }
+            if Instant::now() > deadline {
+                return Err(Error::Command {
+                    command: "kube-apiserver".into(),
+                    reason: format!(
+                        "not ready within {} s:\n{}",
+                        READY_WITHIN.as_secs(),
+                        self.log_tail("kube-apiserver")
+                    ),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// A command run inside the namespace with kubectl's environment: this cluster's kubeconfig, the peers first on
+    /// `PATH`, and a discovery cache of this cluster's own (a cache that already knows a CRD's kind hides the
+    /// failure of applying it with its resources).
+    pub fn in_netns(&self, program: &Path) -> Command {
+        let path = format!(
+            "{}:{}",
+            self.bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.netns])
+            .arg(program)
+            .env("PATH", path)
+            .env("KUBECONFIG", self.kubeconfig())
+            .env("KUBECACHEDIR", self.dir.join("kube-cache"));
+        cmd
+    }
+
+    /// Runs the peers' kubectl against this cluster as its administrator.
+    pub fn kubectl(&self, args: &[&str]) -> Result<Output, Error> {
+        self.in_netns(&self.bin.join("kubectl"))
+            .args(args)
+            .output()
+            .map_err(|e| Error::Command {
+                command: format!("kubectl {}", args.join(" ")),
+                reason: e.to_string(),
+            })
+    }
+
+    /// The administrator's kubeconfig.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.join("kubeconfig")
+    }
+
+    /// The network namespace the control plane runs in.
+    pub fn netns(&self) -> &str {
+        &self.netns
+    }
+
+    /// The directory it works in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        // The scheduler and controllers first, etcd last: each stops while what it talks to is still there.
+        for (_, child) in self.children.iter_mut().rev() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.netns])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Runs a command to completion; a failure is an error naming it with what it said.
+fn run(cmd: &mut Command) -> Result<Output, Error> {
+    let command = format!("{cmd:?}");
+    let out = cmd.output().map_err(|e| Error::Command {
+        command: command.clone(),
+        reason: e.to_string(),
+    })?;
+    if out.status.success() {
+        Ok(out)
+    } else {
+        Err(Error::Command {
+            command,
+            reason: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        })
+    }
+}
