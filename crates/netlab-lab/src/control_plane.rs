@@ -9,6 +9,7 @@
 //! `--kube-subnet-mgr` finds one. Dropping the [`ControlPlane`] kills every process and deletes the namespace; the
 //! directory it worked in is the caller's.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use netlab_model::facts::{FLANNEL_NETWORK_CIDR, FLANNEL_SUBNET_LEN};
 
+use crate::sys::run;
 use crate::Error;
 
 /// The address and port kube-apiserver serves on, inside the namespace.
@@ -68,7 +70,7 @@ impl ControlPlane {
             path: dir.to_owned(),
             source,
         })?;
-        run(Command::new("ip").args(["netns", "add", netns]))?;
+        run("ip", ["netns", "add", netns])?;
         // From here on, Drop removes the namespace and every process, whatever fails next.
         let mut cp = ControlPlane {
             netns: netns.to_owned(),
@@ -76,7 +78,7 @@ impl ControlPlane {
             bin: bin.to_owned(),
             children: Vec::new(),
         };
-        run(Command::new("ip").args(["-n", netns, "link", "set", "lo", "up"]))?;
+        run("ip", ["-n", netns, "link", "set", "lo", "up"])?;
         cp.write_credentials()?;
         let p = |name: &str| dir.join(name).display().to_string();
         cp.spawn(
@@ -142,15 +144,24 @@ impl ControlPlane {
     /// The service-account key pair, a random administrator token, and a kubeconfig that uses it.
     fn write_credentials(&self) -> Result<(), Error> {
         let key = self.dir.join("sa.key");
-        run(Command::new("openssl")
-            .args(["genrsa", "-out"])
-            .arg(&key)
-            .arg("2048"))?;
-        run(Command::new("openssl")
-            .args(["rsa", "-pubout", "-in"])
-            .arg(&key)
-            .arg("-out")
-            .arg(self.dir.join("sa.pub")))?;
+        let public = self.dir.join("sa.pub");
+        run(
+            "openssl",
+            [
+                OsStr::new("genrsa"),
+                "-out".as_ref(),
+                key.as_os_str(),
+                "2048".as_ref(),
+            ],
+        )?;
+        let pubout = ["rsa", "-pubout", "-in"].map(OsStr::new);
+        run(
+            "openssl",
+            pubout
+                .iter()
+                .copied()
+                .chain([key.as_os_str(), "-out".as_ref(), public.as_os_str()]),
+        )?;
         let mut random = [0u8; 16];
         fs::File::open("/dev/urandom")
             .and_then(|mut f| f.read_exact(&mut random))
@@ -306,22 +317,5 @@ impl Drop for ControlPlane {
             .args(["netns", "del", &self.netns])
             .stderr(Stdio::null())
             .status();
-    }
-}
-
-/// Runs a command to completion; a failure is an error naming it with what it said.
-fn run(cmd: &mut Command) -> Result<Output, Error> {
-    let command = format!("{cmd:?}");
-    let out = cmd.output().map_err(|e| Error::Command {
-        command: command.clone(),
-        reason: e.to_string(),
-    })?;
-    if out.status.success() {
-        Ok(out)
-    } else {
-        Err(Error::Command {
-            command,
-            reason: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        })
     }
 }

@@ -32,34 +32,21 @@ const CRD: &str = "network-attachment-definitions.k8s.cni.cncf.io";
 const FLANNEL: &str = "system:serviceaccount:kube-system:flannel";
 const MULTUS: &str = "system:serviceaccount:kube-system:multus";
 
-/// The directory holding etcd, kube-apiserver and kubectl: `UPSTREAM_BIN`, else what `scripts/upstream.sh --bin-dir`
-/// prints. `Err` says why there is none and how to get one.
+/// The directory holding etcd, kube-apiserver and kubectl (test-support's `upstream_bin`); `Err` says why there is
+/// none and how to get one.
 fn peers() -> Result<PathBuf, String> {
-    let dir = match std::env::var_os("UPSTREAM_BIN") {
-        Some(dir) => PathBuf::from(dir),
-        None => {
-            let out = Command::new(root().join("scripts/upstream.sh"))
-                .arg("--bin-dir")
-                .output()
-                .map_err(|e| format!("scripts/upstream.sh: {e}"))?;
-            if !out.status.success() {
-                return Err(
-                    "the upstream peers are not built: run scripts/upstream.sh (or set UPSTREAM_BIN)"
-                        .into(),
-                );
-            }
-            PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-        }
-    };
-    for bin in ["etcd", "kube-apiserver", "kubectl"] {
-        if !dir.join(bin).is_file() {
-            return Err(format!(
-                "{} has no {bin}: run scripts/upstream.sh",
-                dir.display()
-            ));
-        }
+    let dir = test_support::upstream_bin()
+        .ok_or("the upstream peers are not built: run scripts/upstream.sh (or set UPSTREAM_BIN)")?;
+    match ["etcd", "kube-apiserver", "kubectl"]
+        .iter()
+        .find(|bin| !dir.join(bin).is_file())
+    {
+        Some(bin) => Err(format!(
+            "{} has no {bin}: run scripts/upstream.sh",
+            dir.display()
+        )),
+        None => Ok(dir),
     }
-    Ok(dir)
 }
 
 /// A control plane of the test's own: etcd and kube-apiserver (with the controllers when asked) in a network
