@@ -1,75 +1,52 @@
-//! The lab's links, addresses, routes and neighbours, made over rtnetlink from this process.
+//! The lab's links, addresses, routes and neighbours, made and read over rtnetlink from this process.
 //!
 //! What `ip` and `bridge` do, without a process for each batch of changes: a process costs about a millisecond on
 //! a small virtual machine (most of it a dynamic glibc start), about as much as the kernel's own work for a node's
 //! dozen changes. A [`Netlink`] is a socket bound to one network namespace, the one its opener was in when it was
-//! made; every request waits for the kernel's answer, and a refusal is an error that names the change in `ip`'s
-//! words and the namespace.
+//! made ([`Netlink::here`]) or the named one it entered for the purpose ([`Netlink::in_netns`]); every request
+//! waits for the kernel's answer, and a refusal is an error that names the change in `ip`'s words, the namespace
+//! and the kernel's errno.
+//!
+//! The messages are those of `netlink-packet-route` (encoded and decoded there), the socket is `netlink-sys`'s,
+//! used synchronously: one request at a time, each answered before the next is sent.
+//!
+//! ```no_run
+//! use netlab_lab::netlink::{Netlink, LOOPBACK};
+//!
+//! let mut links = Netlink::here("(this process's)")?;
+//! links.set_up(LOOPBACK, None, None)?;
+//! links.add_bridge("br0")?;
+//! let bridge = links.index("br0")?;
+//! links.add_address(bridge, "10.0.0.1".parse()?, 24, false)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
-use rustix::net::{
-    recv, send, socket_with, AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType,
+use netlink_packet_core::{
+    DecodeError, NetlinkBuffer, NetlinkDeserializable, NetlinkHeader, NetlinkMessage,
+    NetlinkPayload, Parseable, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
+    NLM_F_REQUEST,
 };
+use netlink_packet_route::address::{
+    AddressAttribute, AddressHeaderFlags, AddressMessage, AddressMessageBuffer,
+};
+use netlink_packet_route::link::{
+    InfoData, InfoIpVlan, InfoKind, InfoVeth, InfoVxlan, IpVlanMode, LinkAttribute, LinkFlags,
+    LinkInfo, LinkMessage, LinkMessageBuffer,
+};
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
+};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
+    RouteType,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
 use crate::Error;
-
-const RTM_NEWLINK: u16 = 16;
-const RTM_GETLINK: u16 = 18;
-const RTM_NEWADDR: u16 = 20;
-const RTM_NEWROUTE: u16 = 24;
-const RTM_NEWNEIGH: u16 = 28;
-const NLMSG_ERROR: u16 = 2;
-
-const NLM_F_REQUEST: u16 = 0x1;
-const NLM_F_ACK: u16 = 0x4;
-const NLM_F_EXCL: u16 = 0x200;
-const NLM_F_CREATE: u16 = 0x400;
-const NLM_F_APPEND: u16 = 0x800;
-
-const IFLA_ADDRESS: u16 = 1;
-const IFLA_IFNAME: u16 = 3;
-const IFLA_MTU: u16 = 4;
-const IFLA_LINK: u16 = 5;
-const IFLA_MASTER: u16 = 10;
-const IFLA_LINKINFO: u16 = 18;
-const IFLA_NET_NS_FD: u16 = 28;
-const IFLA_INFO_KIND: u16 = 1;
-const IFLA_INFO_DATA: u16 = 2;
-const VETH_INFO_PEER: u16 = 1;
-const IFLA_VXLAN_ID: u16 = 1;
-const IFLA_VXLAN_LINK: u16 = 3;
-const IFLA_VXLAN_LOCAL: u16 = 4;
-const IFLA_VXLAN_LEARNING: u16 = 7;
-const IFLA_VXLAN_PORT: u16 = 15;
-const IFLA_IPVLAN_MODE: u16 = 1;
-const IPVLAN_MODE_L2: u16 = 0;
-const IFF_UP: u32 = 0x1;
-
-const IFA_ADDRESS: u16 = 1;
-const IFA_LOCAL: u16 = 2;
-const IFA_F_NODAD: u8 = 0x2;
-
-const RTA_DST: u16 = 1;
-const RTA_OIF: u16 = 4;
-const RTA_GATEWAY: u16 = 5;
-const RT_TABLE_MAIN: u8 = 254;
-const RTPROT_BOOT: u8 = 3;
-const RT_SCOPE_UNIVERSE: u8 = 0;
-const RTN_UNICAST: u8 = 1;
-const RTNH_F_ONLINK: u32 = 0x4;
-
-const NDA_DST: u16 = 1;
-const NDA_LLADDR: u16 = 2;
-const NUD_NOARP: u16 = 0x40;
-const NUD_PERMANENT: u16 = 0x80;
-const NTF_SELF: u8 = 0x2;
-
-const AF_UNSPEC: u8 = 0;
-const AF_INET: u8 = 2;
-const AF_INET6: u8 = 10;
-const AF_BRIDGE: u8 = 7;
 
 /// The index of `lo` in every network namespace.
 pub const LOOPBACK: i32 = 1;
@@ -77,10 +54,19 @@ pub const LOOPBACK: i32 = 1;
 /// A MAC address.
 pub type Mac = [u8; 6];
 
+/// What the kernel sends at most in one datagram: a dump's part is capped at 32 KiB (`netlink_recvmsg`), and a
+/// single reply is smaller.
+const RECEIVE_BUFFER: usize = 64 * 1024;
+
+/// `bridge fdb`'s state for a static entry: `NUD_NOARP | NUD_PERMANENT`. `NeighbourState` names single states
+/// only, so the combination goes as a raw value.
+const NUD_NOARP_PERMANENT: u16 = 0x40 | 0x80;
+
 /// An rtnetlink socket in one network namespace.
 #[derive(Debug)]
 pub struct Netlink {
-    socket: OwnedFd,
+    /// Never cloned: netlink-sys's `Socket` is `Clone` over a bare descriptor that each copy closes when dropped.
+    socket: Socket,
     seq: u32,
     /// The namespace's name, for messages.
     netns: String,
@@ -89,20 +75,35 @@ pub struct Netlink {
 impl Netlink {
     /// A socket in the calling thread's network namespace; `netns` names it in messages.
     pub fn here(netns: &str) -> Result<Netlink, Error> {
-        let socket = socket_with(
-            AddressFamily::NETLINK,
-            SocketType::RAW,
-            SocketFlags::CLOEXEC,
-            None, // NETLINK_ROUTE
-        )
-        .map_err(|e| Error::Command {
+        let failed = |e: std::io::Error| Error::Command {
             command: format!("rtnetlink socket in network namespace {netns}"),
             reason: e.to_string(),
-        })?;
+        };
+        let socket = Socket::new(NETLINK_ROUTE).map_err(failed)?;
+        // Answers come from the kernel (port 0) alone.
+        socket.connect(&SocketAddr::new(0, 0)).map_err(failed)?;
         Ok(Netlink {
             socket,
             seq: 0,
             netns: netns.to_owned(),
+        })
+    }
+
+    /// A socket in the named network namespace (its file under [`crate::sys::NETNS_DIR`]): a thread of its own
+    /// enters the namespace, opens the socket there and ends; the socket stays in that namespace.
+    pub fn in_netns(netns: &str) -> Result<Netlink, Error> {
+        let path = crate::sys::netns_path(netns);
+        let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+        crate::sys::on_a_thread_of_its_own("opening an rtnetlink socket", || {
+            rustix::thread::move_into_link_name_space(
+                file.as_fd(),
+                Some(rustix::thread::LinkNameSpaceType::Network),
+            )
+            .map_err(|e| Error::Command {
+                command: format!("ip netns exec {netns} (setns)"),
+                reason: std::io::Error::from(e).to_string(),
+            })?;
+            Netlink::here(netns)
         })
     }
 
@@ -113,51 +114,49 @@ impl Netlink {
         peer: &str,
         peer_netns: Option<BorrowedFd<'_>>,
     ) -> Result<(), Error> {
-        let mut request = Request::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL)
-            .push(&ifinfo(0, 0))
-            .attr(IFLA_IFNAME, &c_name(name))
-            .open(IFLA_LINKINFO)
-            .attr(IFLA_INFO_KIND, b"veth")
-            .open(IFLA_INFO_DATA)
-            .open(VETH_INFO_PEER)
-            .push(&ifinfo(0, 0))
-            .attr(IFLA_IFNAME, &c_name(peer));
+        let mut peer_link = LinkMessage::default();
+        peer_link
+            .attributes
+            .push(LinkAttribute::IfName(peer.to_owned()));
         if let Some(ns) = peer_netns {
-            let fd = u32::try_from(ns.as_raw_fd()).unwrap_or(u32::MAX);
-            request = request.attr(IFLA_NET_NS_FD, &fd.to_ne_bytes());
+            peer_link
+                .attributes
+                .push(LinkAttribute::NetNsFd(ns.as_raw_fd()));
         }
-        let request = request.close().close().close();
-        self.ack(request, || {
+        let link = new_link(
+            name,
+            vec![
+                LinkInfo::Kind(InfoKind::Veth),
+                LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_link))),
+            ],
+        );
+        self.ack(RouteNetlinkMessage::NewLink(link), CREATE, || {
             format!("link add {name} type veth peer name {peer}")
         })
     }
 
     /// `ip link add NAME link LOWER type ipvlan mode l2`, `lower` by index.
     pub fn add_ipvlan(&mut self, name: &str, lower: i32) -> Result<(), Error> {
-        let request = Request::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL)
-            .push(&ifinfo(0, 0))
-            .attr(IFLA_IFNAME, &c_name(name))
-            .attr(IFLA_LINK, &lower.to_ne_bytes())
-            .open(IFLA_LINKINFO)
-            .attr(IFLA_INFO_KIND, b"ipvlan")
-            .open(IFLA_INFO_DATA)
-            .attr(IFLA_IPVLAN_MODE, &IPVLAN_MODE_L2.to_ne_bytes())
-            .close()
-            .close();
-        self.ack(request, || {
+        let mut link = new_link(
+            name,
+            vec![
+                LinkInfo::Kind(InfoKind::IpVlan),
+                LinkInfo::Data(InfoData::IpVlan(vec![InfoIpVlan::Mode(IpVlanMode::L2)])),
+            ],
+        );
+        link.attributes
+            .insert(1, LinkAttribute::Link(lower.cast_unsigned()));
+        self.ack(RouteNetlinkMessage::NewLink(link), CREATE, || {
             format!("link add {name} link ifindex {lower} type ipvlan mode l2")
         })
     }
 
     /// `ip link add NAME type bridge`.
     pub fn add_bridge(&mut self, name: &str) -> Result<(), Error> {
-        let request = Request::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL)
-            .push(&ifinfo(0, 0))
-            .attr(IFLA_IFNAME, &c_name(name))
-            .open(IFLA_LINKINFO)
-            .attr(IFLA_INFO_KIND, b"bridge")
-            .close();
-        self.ack(request, || format!("link add {name} type bridge"))
+        let link = new_link(name, vec![LinkInfo::Kind(InfoKind::Bridge)]);
+        self.ack(RouteNetlinkMessage::NewLink(link), CREATE, || {
+            format!("link add {name} type bridge")
+        })
     }
 
     /// `ip link add NAME address MAC type vxlan id ID local LOCAL dev DEV dstport PORT nolearning`, `dev` by index.
@@ -170,21 +169,22 @@ impl Netlink {
         dev: i32,
         port: u16,
     ) -> Result<(), Error> {
-        let request = Request::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL)
-            .push(&ifinfo(0, 0))
-            .attr(IFLA_IFNAME, &c_name(name))
-            .attr(IFLA_ADDRESS, &mac)
-            .open(IFLA_LINKINFO)
-            .attr(IFLA_INFO_KIND, b"vxlan")
-            .open(IFLA_INFO_DATA)
-            .attr(IFLA_VXLAN_ID, &id.to_ne_bytes())
-            .attr(IFLA_VXLAN_LINK, &dev.to_ne_bytes())
-            .attr(IFLA_VXLAN_LOCAL, &local.octets())
-            .attr(IFLA_VXLAN_LEARNING, &[0])
-            .attr(IFLA_VXLAN_PORT, &port.to_be_bytes())
-            .close()
-            .close();
-        self.ack(request, || {
+        let mut link = new_link(
+            name,
+            vec![
+                LinkInfo::Kind(InfoKind::Vxlan),
+                LinkInfo::Data(InfoData::Vxlan(vec![
+                    InfoVxlan::Id(id),
+                    InfoVxlan::Link(dev.cast_unsigned()),
+                    InfoVxlan::Local(local),
+                    InfoVxlan::Learning(false),
+                    InfoVxlan::Port(port),
+                ])),
+            ],
+        );
+        link.attributes
+            .insert(1, LinkAttribute::Address(mac.to_vec()));
+        self.ack(RouteNetlinkMessage::NewLink(link), CREATE, || {
             format!("link add {name} type vxlan id {id} local {local} dstport {port} nolearning")
         })
     }
@@ -196,14 +196,19 @@ impl Netlink {
         mtu: Option<u32>,
         master: Option<i32>,
     ) -> Result<(), Error> {
-        let mut request = Request::new(RTM_NEWLINK, 0).push(&ifinfo(index, IFF_UP));
+        let mut link = LinkMessage::default();
+        link.header.index = index.cast_unsigned();
+        // Only the flags in the mask change: up, and nothing else.
+        link.header.flags = LinkFlags::Up;
+        link.header.change_mask = LinkFlags::Up;
         if let Some(mtu) = mtu {
-            request = request.attr(IFLA_MTU, &mtu.to_ne_bytes());
+            link.attributes.push(LinkAttribute::Mtu(mtu));
         }
         if let Some(master) = master {
-            request = request.attr(IFLA_MASTER, &master.to_ne_bytes());
+            link.attributes
+                .push(LinkAttribute::Controller(master.cast_unsigned()));
         }
-        self.ack(request, || {
+        self.ack(RouteNetlinkMessage::NewLink(link), 0, || {
             let mut s = format!("link set {} up", ifindex(index));
             if let Some(mtu) = mtu {
                 s.push_str(&format!(" mtu {mtu}"));
@@ -217,16 +222,14 @@ impl Netlink {
 
     /// The index of the link called `name`.
     pub fn index(&mut self, name: &str) -> Result<i32, Error> {
-        let request = Request::new(RTM_GETLINK, 0)
-            .push(&ifinfo(0, 0))
-            .attr(IFLA_IFNAME, &c_name(name));
-        let reply = self.call(request, || format!("link show {name}"))?;
-        // The reply is the link's own RTM_NEWLINK: its ifinfomsg follows the 16-byte header, the index at 4.
-        reply
-            .get(20..24)
-            .and_then(|b| b.try_into().ok())
-            .map(i32::from_ne_bytes)
-            .ok_or_else(|| self.failed(&format!("link show {name}"), "a reply too short".into()))
+        let what = || format!("link show {name}");
+        let mut link = LinkMessage::default();
+        link.attributes.push(LinkAttribute::IfName(name.to_owned()));
+        let reply = self.call(RouteNetlinkMessage::GetLink(link), 0, what)?;
+        match reply.first() {
+            Some(Reply::Link(link)) => Ok(link.header.index.cast_signed()),
+            _ => Err(self.failed(&what(), "no link in the kernel's reply".into())),
+        }
     }
 
     /// `ip addr add ADDRESS/PREFIX dev INDEX [nodad]`.
@@ -237,14 +240,18 @@ impl Netlink {
         prefix: u8,
         nodad: bool,
     ) -> Result<(), Error> {
-        let (family, bytes) = family_of(address);
-        let mut head = vec![family, prefix, if nodad { IFA_F_NODAD } else { 0 }, 0];
-        head.extend(index.to_ne_bytes());
-        let request = Request::new(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL)
-            .push(&head)
-            .attr(IFA_LOCAL, &bytes)
-            .attr(IFA_ADDRESS, &bytes);
-        self.ack(request, || {
+        let mut message = AddressMessage::default();
+        message.header.family = family_of(address);
+        message.header.prefix_len = prefix;
+        message.header.index = index.cast_unsigned();
+        if nodad {
+            message.header.flags = AddressHeaderFlags::Nodad;
+        }
+        message.attributes = vec![
+            AddressAttribute::Local(address),
+            AddressAttribute::Address(address),
+        ];
+        self.ack(RouteNetlinkMessage::NewAddress(message), CREATE, || {
             format!(
                 "addr add {address}/{prefix} dev {}{}",
                 ifindex(index),
@@ -261,27 +268,30 @@ impl Netlink {
         oif: Option<i32>,
         onlink: bool,
     ) -> Result<(), Error> {
-        let (family, via) = family_of(gateway);
-        let mut head = vec![
-            family,
-            dst.map_or(0, |(_, len)| len),
-            0,
-            0,
-            RT_TABLE_MAIN,
-            RTPROT_BOOT,
-            RT_SCOPE_UNIVERSE,
-            RTN_UNICAST,
-        ];
-        head.extend(if onlink { RTNH_F_ONLINK } else { 0 }.to_ne_bytes());
-        let mut request = Request::new(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL).push(&head);
+        let mut route = RouteMessage::default();
+        route.header.address_family = family_of(gateway);
+        route.header.destination_prefix_length = dst.map_or(0, |(_, len)| len);
+        route.header.table = RouteHeader::RT_TABLE_MAIN;
+        route.header.protocol = RouteProtocol::Boot;
+        route.header.scope = RouteScope::Universe;
+        route.header.kind = RouteType::Unicast;
+        if onlink {
+            route.header.flags = RouteFlags::Onlink;
+        }
         if let Some((net, _)) = dst {
-            request = request.attr(RTA_DST, &family_of(net).1);
+            route
+                .attributes
+                .push(RouteAttribute::Destination(route_address(net)));
         }
-        request = request.attr(RTA_GATEWAY, &via);
+        route
+            .attributes
+            .push(RouteAttribute::Gateway(route_address(gateway)));
         if let Some(oif) = oif {
-            request = request.attr(RTA_OIF, &oif.to_ne_bytes());
+            route
+                .attributes
+                .push(RouteAttribute::Oif(oif.cast_unsigned()));
         }
-        self.ack(request, || {
+        self.ack(RouteNetlinkMessage::NewRoute(route), CREATE, || {
             let to = dst.map_or("default".to_owned(), |(n, l)| format!("{n}/{l}"));
             let dev = oif.map_or(String::new(), |i| format!(" dev {}", ifindex(i)));
             format!(
@@ -293,11 +303,15 @@ impl Netlink {
 
     /// `ip neigh add ADDRESS lladdr MAC dev INDEX nud permanent`.
     pub fn add_neighbour(&mut self, index: i32, address: Ipv4Addr, mac: Mac) -> Result<(), Error> {
-        let request = Request::new(RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_EXCL)
-            .push(&ndmsg(AF_INET, index, NUD_PERMANENT, 0))
-            .attr(NDA_DST, &address.octets())
-            .attr(NDA_LLADDR, &mac);
-        self.ack(request, || {
+        let mut neighbour = NeighbourMessage::default();
+        neighbour.header.family = AddressFamily::Inet;
+        neighbour.header.ifindex = index.cast_unsigned();
+        neighbour.header.state = NeighbourState::Permanent;
+        neighbour.attributes = vec![
+            NeighbourAttribute::Destination(NeighbourAddress::Inet(address)),
+            NeighbourAttribute::LinkLocalAddress(mac.to_vec()),
+        ];
+        self.ack(RouteNetlinkMessage::NewNeighbour(neighbour), CREATE, || {
             format!(
                 "neigh add {address} lladdr {} dev {} nud permanent",
                 show_mac(mac),
@@ -308,78 +322,131 @@ impl Netlink {
 
     /// `bridge fdb append MAC dev INDEX dst DST`: the forwarding entry a vxlan link floods to.
     pub fn append_fdb(&mut self, index: i32, mac: Mac, dst: Ipv4Addr) -> Result<(), Error> {
-        let request = Request::new(RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_APPEND)
-            .push(&ndmsg(
-                AF_BRIDGE,
-                index,
-                NUD_NOARP | NUD_PERMANENT,
-                NTF_SELF,
-            ))
-            .attr(NDA_LLADDR, &mac)
-            .attr(NDA_DST, &dst.octets());
-        self.ack(request, || {
-            format!(
-                "bridge fdb append {} dev {} dst {dst}",
-                show_mac(mac),
-                ifindex(index)
-            )
+        let mut entry = NeighbourMessage::default();
+        entry.header.family = AddressFamily::Bridge;
+        entry.header.ifindex = index.cast_unsigned();
+        entry.header.state = NeighbourState::Other(NUD_NOARP_PERMANENT);
+        entry.header.flags = NeighbourFlags::Own;
+        entry.attributes = vec![
+            NeighbourAttribute::LinkLocalAddress(mac.to_vec()),
+            NeighbourAttribute::Destination(NeighbourAddress::Inet(dst)),
+        ];
+        self.ack(
+            RouteNetlinkMessage::NewNeighbour(entry),
+            NLM_F_CREATE | NLM_F_APPEND,
+            || {
+                format!(
+                    "bridge fdb append {} dev {} dst {dst}",
+                    show_mac(mac),
+                    ifindex(index)
+                )
+            },
+        )
+    }
+
+    /// `ip link show`: every link of the namespace, in the kernel's order (by index).
+    pub fn links(&mut self) -> Result<Vec<LinkMessage>, Error> {
+        let request = RouteNetlinkMessage::GetLink(LinkMessage::default());
+        self.dump(request, "link show", |m| match m {
+            Reply::Link(link) => Some(link),
+            _ => None,
         })
     }
 
-    /// Sends a request that must be acknowledged.
-    fn ack(&mut self, request: Request, what: impl Fn() -> String) -> Result<(), Error> {
-        self.call(request.flags(NLM_F_ACK), what).map(|_| ())
+    /// `ip addr show`'s addresses: every address of the namespace, IPv4 before IPv6, in the kernel's order.
+    pub fn addresses(&mut self) -> Result<Vec<AddressMessage>, Error> {
+        let request = RouteNetlinkMessage::GetAddress(AddressMessage::default());
+        self.dump(request, "addr show", |m| match m {
+            Reply::Address(address) => Some(address),
+            _ => None,
+        })
     }
 
-    /// Sends a request and returns its answer: the kernel's reply message, or nothing for an acknowledgement.
-    fn call(&mut self, request: Request, what: impl Fn() -> String) -> Result<Vec<u8>, Error> {
+    /// Sends a dump request and keeps the messages `pick` takes.
+    fn dump<T>(
+        &mut self,
+        request: RouteNetlinkMessage,
+        what: &str,
+        pick: impl FnMut(Reply) -> Option<T>,
+    ) -> Result<Vec<T>, Error> {
+        let dumped = self.call(request, NLM_F_DUMP, || what.to_owned())?;
+        Ok(dumped.into_iter().filter_map(pick).collect())
+    }
+
+    /// Sends a request that must be acknowledged.
+    fn ack(
+        &mut self,
+        message: RouteNetlinkMessage,
+        flags: u16,
+        what: impl Fn() -> String,
+    ) -> Result<(), Error> {
+        self.call(message, flags | NLM_F_ACK, what).map(drop)
+    }
+
+    /// Sends a request and returns its answer: the kernel's one reply, a dump's messages, or nothing for an
+    /// acknowledgement.
+    fn call(
+        &mut self,
+        message: RouteNetlinkMessage,
+        flags: u16,
+        what: impl Fn() -> String,
+    ) -> Result<Vec<Reply>, Error> {
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
-        let bytes = request.finish(seq);
-        send(&self.socket, &bytes, SendFlags::empty())
+        let bytes = encode(message, flags, seq);
+        self.socket
+            .send(&bytes, 0)
             .map_err(|e| self.failed(&what(), e.to_string()))?;
-        let mut buf = vec![0u8; 32 * 1024];
+        // A request for one thing is answered by one message, unless an acknowledgement was asked for instead.
+        let one_reply = flags & (NLM_F_DUMP | NLM_F_ACK) == 0;
+        let mut answer = Vec::new();
+        let mut buf = vec![0u8; RECEIVE_BUFFER];
         loop {
             let len = loop {
-                match recv(&self.socket, &mut buf[..], RecvFlags::empty()) {
-                    Ok((len, _)) => break len,
-                    Err(rustix::io::Errno::INTR) => {}
+                match self.socket.recv(&mut &mut buf[..], 0) {
+                    Ok(len) => break len.min(buf.len()),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                     Err(e) => return Err(self.failed(&what(), e.to_string())),
                 }
             };
             let mut at = 0;
-            while let Some(header) = buf.get(at..(at + 16).min(len)).filter(|h| h.len() == 16) {
-                let field = |i: usize| {
-                    u32::from_ne_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]])
-                };
-                let size = usize::try_from(field(0)).unwrap_or(0);
-                let kind = u16::from_ne_bytes([header[4], header[5]]);
-                if size < 16 || at + size > len {
-                    return Err(self.failed(
-                        &what(),
-                        format!("a malformed rtnetlink reply of {len} bytes"),
-                    ));
+            while at < len {
+                let malformed = || format!("a malformed rtnetlink reply of {len} bytes");
+                let size = NetlinkBuffer::new_checked(&buf[at..len])
+                    .map(|b| b.length() as usize)
+                    .map_err(|_| self.failed(&what(), malformed()))?;
+                let raw = &buf[at..at + size];
+                // Another request's answer (none is outstanding, but a datagram is read whole): skip it.
+                if NetlinkBuffer::new(raw).sequence_number() != seq {
+                    at += size.next_multiple_of(4);
+                    continue;
                 }
-                let message = &buf[at..at + size];
-                if field(8) == seq {
-                    if kind != NLMSG_ERROR {
-                        return Ok(message.to_vec());
+                let reply = NetlinkMessage::<Reply>::deserialize(raw)
+                    .map_err(|e| self.failed(&what(), format!("an unreadable reply: {e}")))?;
+                match reply.payload {
+                    NetlinkPayload::InnerMessage(m) => {
+                        answer.push(m);
+                        if one_reply {
+                            return Ok(answer);
+                        }
                     }
-                    let errno = message
-                        .get(16..20)
-                        .and_then(|b| b.try_into().ok())
-                        .map(i32::from_ne_bytes)
-                        .unwrap_or(-(rustix::io::Errno::PROTO.raw_os_error()));
-                    return match errno {
-                        0 => Ok(Vec::new()),
-                        e => Err(self.failed(
-                            &what(),
-                            std::io::Error::from_raw_os_error(e.saturating_neg()).to_string(),
-                        )),
-                    };
+                    NetlinkPayload::Error(e) => {
+                        return match e.code {
+                            None => Ok(answer),
+                            Some(_) => Err(self.failed(&what(), e.to_io().to_string())),
+                        };
+                    }
+                    NetlinkPayload::Done(done) if done.code < 0 => {
+                        let e = std::io::Error::from_raw_os_error(done.code.saturating_neg());
+                        return Err(self.failed(&what(), e.to_string()));
+                    }
+                    NetlinkPayload::Done(_) => return Ok(answer),
+                    NetlinkPayload::Overrun(_) => {
+                        return Err(self.failed(&what(), "the kernel's reply overran".into()));
+                    }
+                    _ => {}
                 }
-                // Another request's answer (none is outstanding, but a reply is read whole): skip it.
-                at += (size + 3) & !3;
+                at += size.next_multiple_of(4);
             }
         }
     }
@@ -390,6 +457,60 @@ impl Netlink {
             reason,
         }
     }
+}
+
+/// What the kernel answers the lab's requests with, decoded; anything else is left undecoded. The crate's
+/// `RouteNetlinkMessage` decodes every kind of rtnetlink message (traffic control, rules, ...): decoding with it
+/// made netlab's release binary 0.1 MB larger.
+enum Reply {
+    Link(LinkMessage),
+    Address(AddressMessage),
+    Other,
+}
+
+/// The types of the messages a [`Reply`] decodes (linux/rtnetlink.h).
+const RTM_NEWLINK: u16 = 16;
+const RTM_NEWADDR: u16 = 20;
+
+impl NetlinkDeserializable for Reply {
+    type Error = DecodeError;
+
+    fn deserialize(header: &NetlinkHeader, payload: &[u8]) -> Result<Reply, DecodeError> {
+        Ok(match header.message_type {
+            RTM_NEWLINK => Reply::Link(LinkMessage::parse(&LinkMessageBuffer::new_checked(
+                &payload,
+            )?)?),
+            RTM_NEWADDR => Reply::Address(AddressMessage::parse(
+                &AddressMessageBuffer::new_checked(&payload)?,
+            )?),
+            _ => Reply::Other,
+        })
+    }
+}
+
+/// Flags of a request that makes something that must not exist yet.
+const CREATE: u16 = NLM_F_CREATE | NLM_F_EXCL;
+
+/// A request as the kernel reads it: the header (length, type, flags, `seq`; port 0, the kernel's) and the message.
+fn encode(message: RouteNetlinkMessage, flags: u16, seq: u32) -> Vec<u8> {
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST | flags;
+    header.sequence_number = seq;
+    let mut request = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(message));
+    request.finalize();
+    let mut bytes = vec![0u8; request.buffer_len()];
+    request.serialize(&mut bytes);
+    bytes
+}
+
+/// A new link's message: its name first, then the link information.
+fn new_link(name: &str, info: Vec<LinkInfo>) -> LinkMessage {
+    let mut link = LinkMessage::default();
+    link.attributes = vec![
+        LinkAttribute::IfName(name.to_owned()),
+        LinkAttribute::LinkInfo(info),
+    ];
+    link
 }
 
 /// A link by index, as a message shows it.
@@ -404,109 +525,17 @@ fn show_mac(mac: Mac) -> String {
         .join(":")
 }
 
-fn family_of(address: IpAddr) -> (u8, Vec<u8>) {
+fn family_of(address: IpAddr) -> AddressFamily {
     match address {
-        IpAddr::V4(a) => (AF_INET, a.octets().to_vec()),
-        IpAddr::V6(a) => (AF_INET6, a.octets().to_vec()),
+        IpAddr::V4(_) => AddressFamily::Inet,
+        IpAddr::V6(_) => AddressFamily::Inet6,
     }
 }
 
-/// A link name as the kernel takes it: NUL-terminated.
-fn c_name(name: &str) -> Vec<u8> {
-    let mut bytes = name.as_bytes().to_vec();
-    bytes.push(0);
-    bytes
-}
-
-/// struct ifinfomsg: any family, the link's index (0 for a new one), IFF_UP set in `flags` changes only that flag.
-fn ifinfo(index: i32, flags: u32) -> [u8; 16] {
-    let mut m = [0u8; 16];
-    m[0] = AF_UNSPEC;
-    m[4..8].copy_from_slice(&index.to_ne_bytes());
-    m[8..12].copy_from_slice(&flags.to_ne_bytes());
-    m[12..16].copy_from_slice(&flags.to_ne_bytes());
-    m
-}
-
-/// struct ndmsg.
-fn ndmsg(family: u8, index: i32, state: u16, flags: u8) -> [u8; 12] {
-    let mut m = [0u8; 12];
-    m[0] = family;
-    m[4..8].copy_from_slice(&index.to_ne_bytes());
-    m[8..10].copy_from_slice(&state.to_ne_bytes());
-    m[10] = flags;
-    m
-}
-
-/// A request being built: the 16-byte header, the family's fixed part, then attributes, nested where opened.
-struct Request {
-    buf: Vec<u8>,
-    open: Vec<usize>,
-}
-
-impl Request {
-    fn new(kind: u16, flags: u16) -> Request {
-        let mut buf = Vec::with_capacity(256);
-        buf.extend(0u32.to_ne_bytes()); // length, set by `finish`
-        buf.extend(kind.to_ne_bytes());
-        buf.extend((NLM_F_REQUEST | flags).to_ne_bytes());
-        buf.extend(0u32.to_ne_bytes()); // sequence number, set by `finish`
-        buf.extend(0u32.to_ne_bytes()); // port id: the kernel's
-        Request {
-            buf,
-            open: Vec::new(),
-        }
-    }
-
-    fn flags(mut self, more: u16) -> Request {
-        let old = u16::from_ne_bytes([self.buf[6], self.buf[7]]);
-        self.buf[6..8].copy_from_slice(&(old | more).to_ne_bytes());
-        self
-    }
-
-    /// Bytes as they are, padded to 4.
-    fn push(mut self, bytes: &[u8]) -> Request {
-        self.buf.extend_from_slice(bytes);
-        self.pad();
-        self
-    }
-
-    fn attr(mut self, kind: u16, data: &[u8]) -> Request {
-        let len = u16::try_from(4 + data.len()).unwrap_or(u16::MAX);
-        self.buf.extend(len.to_ne_bytes());
-        self.buf.extend(kind.to_ne_bytes());
-        self.buf.extend_from_slice(data);
-        self.pad();
-        self
-    }
-
-    /// Starts a nested attribute; `close` ends the innermost.
-    fn open(mut self, kind: u16) -> Request {
-        self.open.push(self.buf.len());
-        self.buf.extend(0u16.to_ne_bytes());
-        self.buf.extend(kind.to_ne_bytes());
-        self
-    }
-
-    fn close(mut self) -> Request {
-        if let Some(at) = self.open.pop() {
-            let len = u16::try_from(self.buf.len() - at).unwrap_or(u16::MAX);
-            self.buf[at..at + 2].copy_from_slice(&len.to_ne_bytes());
-        }
-        self
-    }
-
-    fn pad(&mut self) {
-        while !self.buf.len().is_multiple_of(4) {
-            self.buf.push(0);
-        }
-    }
-
-    fn finish(mut self, seq: u32) -> Vec<u8> {
-        let len = u32::try_from(self.buf.len()).unwrap_or(u32::MAX);
-        self.buf[0..4].copy_from_slice(&len.to_ne_bytes());
-        self.buf[8..12].copy_from_slice(&seq.to_ne_bytes());
-        self.buf
+fn route_address(address: IpAddr) -> RouteAddress {
+    match address {
+        IpAddr::V4(a) => RouteAddress::Inet(a),
+        IpAddr::V6(a) => RouteAddress::Inet6(a),
     }
 }
 
@@ -514,22 +543,166 @@ impl Request {
 mod tests {
     use super::*;
 
+    /// The attribute of type `kind` among those in `bytes` (each: length, type, value, padded to 4).
+    fn attribute(bytes: &[u8], kind: u16) -> Option<&[u8]> {
+        let mut at = 0;
+        while at + 4 <= bytes.len() {
+            let len = usize::from(u16::from_ne_bytes([bytes[at], bytes[at + 1]]));
+            let found = u16::from_ne_bytes([bytes[at + 2], bytes[at + 3]]) & 0x3fff;
+            if len < 4 || at + len > bytes.len() {
+                return None;
+            }
+            if found == kind {
+                return Some(&bytes[at + 4..at + len]);
+            }
+            at += len.next_multiple_of(4);
+        }
+        None
+    }
+
     #[test]
-    fn nested_attributes_carry_their_own_lengths() {
-        let bytes = Request::new(RTM_NEWLINK, NLM_F_CREATE)
-            .push(&ifinfo(0, 0))
-            .attr(IFLA_IFNAME, &c_name("br0"))
-            .open(IFLA_LINKINFO)
-            .attr(IFLA_INFO_KIND, b"bridge")
-            .close()
-            .finish(7);
-        // header 16 + ifinfomsg 16 + IFNAME (4 + 4) + LINKINFO (4 + KIND (4 + 6, padded to 12)) = 56
-        assert_eq!(bytes.len(), 56);
-        assert_eq!(u32::from_ne_bytes(bytes[0..4].try_into().unwrap()), 56);
-        assert_eq!(u32::from_ne_bytes(bytes[8..12].try_into().unwrap()), 7);
-        assert_eq!(&bytes[32..40], &[8, 0, 3, 0, b'b', b'r', b'0', 0]);
-        assert_eq!(u16::from_ne_bytes(bytes[40..42].try_into().unwrap()), 16);
-        assert_eq!(u16::from_ne_bytes(bytes[44..46].try_into().unwrap()), 10);
+    fn a_request_carries_its_length_sequence_and_flags() {
+        let bytes = encode(
+            RouteNetlinkMessage::NewLink(new_link("br0", vec![LinkInfo::Kind(InfoKind::Bridge)])),
+            CREATE | NLM_F_ACK,
+            7,
+        );
+        let header = NetlinkBuffer::new_checked(&bytes[..]).unwrap();
+        assert_eq!(header.length() as usize, bytes.len());
+        assert_eq!(header.message_type(), 16); // RTM_NEWLINK
+        assert_eq!(header.sequence_number(), 7);
+        assert_eq!(header.flags(), 0x1 | 0x4 | 0x200 | 0x400);
+        // After the 16-byte header and the 16-byte ifinfomsg: IFLA_IFNAME (3), IFLA_LINKINFO (18) / KIND (1).
+        let attrs = &bytes[32..];
+        assert_eq!(attribute(attrs, 3), Some(&b"br0\0"[..]));
+        let info = attribute(attrs, 18).unwrap();
+        assert_eq!(
+            attribute(info, 1).map(|k| k.strip_suffix(b"\0").unwrap_or(k)),
+            Some(&b"bridge"[..])
+        );
+    }
+
+    #[test]
+    fn set_up_changes_only_the_up_flag() {
+        let mut link = LinkMessage::default();
+        link.header.index = 5;
+        link.header.flags = LinkFlags::Up;
+        link.header.change_mask = LinkFlags::Up;
+        let bytes = encode(RouteNetlinkMessage::NewLink(link), NLM_F_ACK, 1);
+        let ifinfo = &bytes[16..32];
+        assert_eq!(i32::from_ne_bytes(ifinfo[4..8].try_into().unwrap()), 5);
+        assert_eq!(u32::from_ne_bytes(ifinfo[8..12].try_into().unwrap()), 1);
+        assert_eq!(u32::from_ne_bytes(ifinfo[12..16].try_into().unwrap()), 1);
+    }
+
+    #[test]
+    fn an_fdb_entry_is_static_and_the_devices_own() {
+        let mut entry = NeighbourMessage::default();
+        entry.header.family = AddressFamily::Bridge;
+        entry.header.ifindex = 4;
+        entry.header.state = NeighbourState::Other(NUD_NOARP_PERMANENT);
+        entry.header.flags = NeighbourFlags::Own;
+        entry.attributes = vec![
+            NeighbourAttribute::LinkLocalAddress(vec![0x0a, 0x58, 0, 0, 1, 0xff]),
+            NeighbourAttribute::Destination(NeighbourAddress::Inet(Ipv4Addr::new(10, 1, 0, 2))),
+        ];
+        let bytes = encode(RouteNetlinkMessage::NewNeighbour(entry), NLM_F_CREATE, 1);
+        // struct ndmsg: family, padding, index, state, flags, type.
+        let ndmsg = &bytes[16..28];
+        assert_eq!(ndmsg[0], 7); // AF_BRIDGE
+        assert_eq!(i32::from_ne_bytes(ndmsg[4..8].try_into().unwrap()), 4);
+        assert_eq!(u16::from_ne_bytes(ndmsg[8..10].try_into().unwrap()), 0xc0);
+        assert_eq!(ndmsg[10], 0x2); // NTF_SELF
+        assert_eq!(attribute(&bytes[28..], 1), Some(&[10, 1, 0, 2][..])); // NDA_DST
+    }
+
+    fn name(link: &LinkMessage) -> Option<&str> {
+        link.attributes.iter().find_map(|a| match a {
+            LinkAttribute::IfName(n) => Some(n.as_str()),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn every_change_reaches_the_kernel_and_a_refusal_carries_its_errno() {
+        if !test_support::need_root("netlink::every_change") {
+            return;
+        }
+        let mac = [0x0a, 0x58, 0, 0, 0, 1];
+        let made = crate::sys::on_a_thread_of_its_own("the netlink test", || {
+            crate::exec::unshare_thread(rustix::thread::UnshareFlags::NEWNET).map_err(|e| {
+                Error::Command {
+                    command: "unshare --net".into(),
+                    reason: e.to_string(),
+                }
+            })?;
+            let mut n = Netlink::here("(the test's)")?;
+            n.set_up(LOOPBACK, None, None)?;
+            n.add_bridge("br0")?;
+            n.add_veth("a0", "a1", None)?;
+            let (br, a0, a1) = (n.index("br0")?, n.index("a0")?, n.index("a1")?);
+            n.set_up(br, None, None)?;
+            n.set_up(a0, Some(1400), Some(br))?;
+            n.set_up(a1, None, None)?;
+            n.add_address(br, "10.9.0.1".parse().unwrap(), 24, false)?;
+            n.add_address(a1, "fd00::1".parse().unwrap(), 64, true)?;
+            let via = "10.9.0.2".parse().unwrap();
+            n.add_route(Some(("10.8.0.0".parse().unwrap(), 16)), via, None, false)?;
+            n.add_route(None, "10.7.0.1".parse().unwrap(), Some(br), true)?;
+            n.add_neighbour(br, Ipv4Addr::new(10, 9, 0, 2), mac)?;
+            n.add_vxlan("vx0", mac, 1, Ipv4Addr::new(10, 9, 0, 1), br, 8472)?;
+            let vx = n.index("vx0")?;
+            n.append_fdb(vx, [0x0a, 0x58, 0, 0, 0, 2], Ipv4Addr::new(10, 9, 0, 3))?;
+            let refused = [
+                n.add_bridge("br0"),
+                n.add_route(None, "10.7.0.1".parse().unwrap(), Some(br), true),
+                n.add_neighbour(br, Ipv4Addr::new(10, 9, 0, 2), mac),
+                n.index("none0").map(drop),
+            ]
+            .map(|r| r.map_err(|e| e.to_string()));
+            Ok((n.links()?, n.addresses()?, refused, br, a1))
+        });
+        let (links, addresses, refused, br, a1) = made.unwrap();
+        let names: Vec<_> = links.iter().filter_map(name).collect();
+        assert_eq!(names, ["lo", "br0", "a1", "a0", "vx0"]);
+        let a0 = links.iter().find(|l| name(l) == Some("a0")).unwrap();
+        assert!(a0.header.flags.contains(LinkFlags::Up));
+        assert!(a0.attributes.contains(&LinkAttribute::Mtu(1400)));
+        assert!(a0
+            .attributes
+            .contains(&LinkAttribute::Controller(br.cast_unsigned())));
+        let shown: Vec<_> = addresses
+            .iter()
+            .filter_map(|a| {
+                let ip = a.attributes.iter().find_map(|x| match x {
+                    AddressAttribute::Address(ip) => Some(ip.to_string()),
+                    _ => None,
+                })?;
+                Some((a.header.index.cast_signed(), ip, a.header.prefix_len))
+            })
+            .collect();
+        for expected in [(br, "10.9.0.1", 24), (a1, "fd00::1", 64)] {
+            let expected = (expected.0, expected.1.to_owned(), expected.2);
+            assert!(shown.contains(&expected), "{expected:?} not in {shown:?}");
+        }
+        let [bridge, route, neighbour, missing] = refused;
+        assert_eq!(
+            bridge.unwrap_err(),
+            "ip -n (the test's) link add br0 type bridge (over rtnetlink): File exists (os error 17)"
+        );
+        let route = route.unwrap_err();
+        assert!(
+            route.contains("route add default via 10.7.0.1 dev ifindex"),
+            "{route}"
+        );
+        assert!(
+            route.ends_with("onlink (over rtnetlink): File exists (os error 17)"),
+            "{route}"
+        );
+        assert!(neighbour.unwrap_err().contains("(os error 17)"));
+        assert!(missing
+            .unwrap_err()
+            .contains("link show none0 (over rtnetlink): No such device (os error 19)"));
     }
 
     #[test]

@@ -1,65 +1,119 @@
 //! `status`: what every pod has, read from the kernel, as a table.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 
-use serde_json::Value;
+use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
+use netlink_packet_route::link::{
+    InfoData, InfoIpVlan, InfoMacVlan, IpVlanMode, LinkAttribute, LinkInfo, LinkMessage,
+    MacVlanMode,
+};
 
+use crate::netlink::Netlink;
 use crate::state::State;
-use crate::sys;
 
-/// A pod's interfaces and their addresses, from `ip -j addr` in its namespace (loopback and link-local left out).
+/// A pod's interfaces and their global addresses as `ip addr` shows them (loopback and link-local left out),
+/// dumped over rtnetlink in its namespace; nothing when the namespace cannot be read.
 pub fn interfaces(netns: &str) -> Vec<(String, Vec<String>)> {
-    let Ok(text) = sys::ip_in(netns, &["-j", "addr", "show"]) else {
-        return Vec::new();
-    };
-    let links: Vec<Value> = serde_json::from_str(&text).unwrap_or_default();
+    let dumped = Netlink::in_netns(netns).and_then(|mut n| Ok((n.links()?, n.addresses()?)));
+    match dumped {
+        Ok((links, addresses)) => addresses_by_link(&links, &addresses),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// The kind of each of a pod's links as the kernel reports it (`ipvlan l2`, `macvlan bridge`, `veth`), by name;
+/// nothing when the namespace cannot be read.
+pub fn link_kinds(netns: &str) -> BTreeMap<String, String> {
+    let links = Netlink::in_netns(netns).and_then(|mut n| n.links());
+    links
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|l| Some((name_of(l)?.to_owned(), kind_of(l)?)))
+        .collect()
+}
+
+/// Each link but `lo`, in the kernel's order, with its addresses of global scope as `ADDRESS/PREFIX`.
+fn addresses_by_link(
+    links: &[LinkMessage],
+    addresses: &[AddressMessage],
+) -> Vec<(String, Vec<String>)> {
     links
         .iter()
         .filter_map(|l| {
-            let name = l.get("ifname")?.as_str()?;
-            if name == "lo" {
-                return None;
-            }
-            let addrs = l
-                .get("addr_info")?
-                .as_array()?
+            let name = name_of(l).filter(|n| *n != "lo")?;
+            let shown = addresses
                 .iter()
-                .filter(|a| a.get("scope").and_then(Value::as_str) == Some("global"))
+                .filter(|a| a.header.index == l.header.index)
+                .filter(|a| a.header.scope == AddressScope::Universe)
                 .filter_map(|a| {
-                    Some(format!(
-                        "{}/{}",
-                        a.get("local")?.as_str()?,
-                        a.get("prefixlen")?.as_u64()?
-                    ))
+                    // `ip` shows IFA_LOCAL, or IFA_ADDRESS where there is none (IPv6).
+                    let local = a
+                        .attributes
+                        .iter()
+                        .find_map(|x| match x {
+                            AddressAttribute::Local(ip) => Some(ip),
+                            _ => None,
+                        })
+                        .or_else(|| {
+                            a.attributes.iter().find_map(|x| match x {
+                                AddressAttribute::Address(ip) => Some(ip),
+                                _ => None,
+                            })
+                        })?;
+                    Some(format!("{local}/{}", a.header.prefix_len))
                 })
                 .collect();
-            Some((name.to_owned(), addrs))
+            Some((name.to_owned(), shown))
         })
         .collect()
 }
 
-/// The kind of each of a pod's links as the kernel reports it (`ipvlan l2`, `macvlan bridge`, `veth`), by name.
-pub fn link_kinds(netns: &str) -> std::collections::BTreeMap<String, String> {
-    let Ok(text) = sys::ip_in(netns, &["-j", "-d", "link", "show"]) else {
-        return std::collections::BTreeMap::new();
-    };
-    let links: Vec<Value> = serde_json::from_str(&text).unwrap_or_default();
-    links
-        .iter()
-        .filter_map(|l| {
-            let name = l.get("ifname")?.as_str()?;
-            let info = l.get("linkinfo")?;
-            let kind = info.get("info_kind")?.as_str()?;
-            let mode = info
-                .get("info_data")
-                .and_then(|d| d.get("mode"))
-                .and_then(Value::as_str);
-            Some((
-                name.to_owned(),
-                mode.map_or(kind.to_owned(), |m| format!("{kind} {m}")),
-            ))
-        })
-        .collect()
+fn name_of(link: &LinkMessage) -> Option<&str> {
+    link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::IfName(name) => Some(name.as_str()),
+        _ => None,
+    })
+}
+
+/// `KIND` or `KIND MODE` in `ip -d link`'s words, for a link with link information.
+fn kind_of(link: &LinkMessage) -> Option<String> {
+    let info = link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::LinkInfo(info) => Some(info),
+        _ => None,
+    })?;
+    let kind = info.iter().find_map(|i| match i {
+        LinkInfo::Kind(kind) => Some(kind.to_string()),
+        _ => None,
+    })?;
+    let mode = info.iter().find_map(|i| match i {
+        LinkInfo::Data(data) => mode_of(data),
+        _ => None,
+    });
+    Some(mode.map_or(kind.clone(), |m| format!("{kind} {m}")))
+}
+
+/// The mode of the kinds that have one among the links the lab's plugins make: ipvlan's and macvlan's.
+fn mode_of(data: &InfoData) -> Option<&'static str> {
+    match data {
+        InfoData::IpVlan(data) => data.iter().find_map(|d| match d {
+            InfoIpVlan::Mode(IpVlanMode::L2) => Some("l2"),
+            InfoIpVlan::Mode(IpVlanMode::L3) => Some("l3"),
+            InfoIpVlan::Mode(IpVlanMode::L3S) => Some("l3s"),
+            InfoIpVlan::Mode(_) => Some("unknown"),
+            _ => None,
+        }),
+        InfoData::MacVlan(data) => data.iter().find_map(|d| match d {
+            InfoMacVlan::Mode(MacVlanMode::Private) => Some("private"),
+            InfoMacVlan::Mode(MacVlanMode::Vepa) => Some("vepa"),
+            InfoMacVlan::Mode(MacVlanMode::Bridge) => Some("bridge"),
+            InfoMacVlan::Mode(MacVlanMode::Passthrough) => Some("passthru"),
+            InfoMacVlan::Mode(MacVlanMode::Source) => Some("source"),
+            InfoMacVlan::Mode(_) => Some("unknown"),
+            _ => None,
+        }),
+        _ => None,
+    }
 }
 
 /// Prints each pod's `k8s.v1.cni.cncf.io/network-status` annotation, as multus would have written it.
@@ -126,5 +180,138 @@ pub fn print(state: &State, out: &mut dyn Write) {
     }
     for s in &state.substitutions {
         let _ = writeln!(out, "NOTE: {s}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netlink_packet_route::link::InfoKind;
+    use std::net::IpAddr;
+
+    fn link(index: u32, name: &str, info: Option<Vec<LinkInfo>>) -> LinkMessage {
+        let mut link = LinkMessage::default();
+        link.header.index = index;
+        link.attributes.push(LinkAttribute::IfName(name.into()));
+        if let Some(info) = info {
+            link.attributes.push(LinkAttribute::LinkInfo(info));
+        }
+        link
+    }
+
+    fn address(index: u32, ip: &str, prefix: u8, scope: AddressScope) -> AddressMessage {
+        let ip: IpAddr = ip.parse().unwrap();
+        let mut address = AddressMessage::default();
+        address.header.index = index;
+        address.header.prefix_len = prefix;
+        address.header.scope = scope;
+        address.attributes.push(AddressAttribute::Address(ip));
+        if ip.is_ipv4() {
+            address.attributes.push(AddressAttribute::Local(ip));
+        }
+        address
+    }
+
+    #[test]
+    fn interfaces_leave_out_loopback_and_addresses_not_global() {
+        let links = [
+            link(1, "lo", None),
+            link(2, "eth0", None),
+            link(3, "net1", None),
+        ];
+        let addresses = [
+            address(1, "127.0.0.1", 8, AddressScope::Host),
+            address(2, "10.244.1.5", 24, AddressScope::Universe),
+            address(2, "fd00::5", 64, AddressScope::Universe),
+            address(2, "fe80::1", 64, AddressScope::Link),
+        ];
+        assert_eq!(
+            addresses_by_link(&links, &addresses),
+            vec![
+                (
+                    "eth0".to_owned(),
+                    vec!["10.244.1.5/24".to_owned(), "fd00::5/64".to_owned()]
+                ),
+                ("net1".to_owned(), vec![]),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_address_shows_its_local_side() {
+        let mut peer = address(2, "10.0.0.1", 32, AddressScope::Universe);
+        peer.attributes = vec![
+            AddressAttribute::Address("10.0.0.2".parse().unwrap()),
+            AddressAttribute::Local("10.0.0.1".parse().unwrap()),
+        ];
+        let shown = addresses_by_link(&[link(2, "eth0", None)], &[peer]);
+        assert_eq!(shown[0].1, vec!["10.0.0.1/32".to_owned()]);
+    }
+
+    #[test]
+    fn a_named_namespace_is_read_over_rtnetlink() {
+        if !test_support::need_root("status::a_named_namespace") {
+            return;
+        }
+        struct Removed(String);
+        impl Drop for Removed {
+            fn drop(&mut self) {
+                let _ = crate::sys::remove_netns(&self.0);
+            }
+        }
+        let ns = format!("nlstatus{}", std::process::id());
+        let _removed = Removed(ns.clone());
+        let mut links = crate::sys::add_netns_for_links(std::slice::from_ref(&ns), &[]).unwrap();
+        let n = &mut links[0];
+        n.add_veth("eth0", "peer0", None).unwrap();
+        let (eth0, peer0) = (n.index("eth0").unwrap(), n.index("peer0").unwrap());
+        n.add_address(eth0, "10.1.2.3".parse().unwrap(), 24, false)
+            .unwrap();
+        n.add_address(eth0, "fd00::3".parse().unwrap(), 64, true)
+            .unwrap();
+        n.set_up(eth0, None, None).unwrap();
+        n.set_up(peer0, None, None).unwrap();
+        assert_eq!(
+            interfaces(&ns),
+            [
+                ("peer0".to_owned(), vec![]),
+                (
+                    "eth0".to_owned(),
+                    vec!["10.1.2.3/24".to_owned(), "fd00::3/64".to_owned()]
+                ),
+            ]
+        );
+        let kinds = link_kinds(&ns);
+        assert_eq!(kinds.get("eth0").map(String::as_str), Some("veth"));
+        assert_eq!(kinds.get("lo"), None);
+        assert!(interfaces("nlstatus-none").is_empty());
+    }
+
+    #[test]
+    fn kinds_carry_the_mode_where_ip_shows_one() {
+        let kind = |info| kind_of(&link(2, "x", Some(info)));
+        assert_eq!(
+            kind(vec![LinkInfo::Kind(InfoKind::Veth)]).as_deref(),
+            Some("veth")
+        );
+        assert_eq!(
+            kind(vec![
+                LinkInfo::Kind(InfoKind::MacVlan),
+                LinkInfo::Data(InfoData::MacVlan(vec![InfoMacVlan::Mode(
+                    MacVlanMode::Bridge
+                )])),
+            ])
+            .as_deref(),
+            Some("macvlan bridge")
+        );
+        assert_eq!(
+            kind(vec![
+                LinkInfo::Kind(InfoKind::IpVlan),
+                LinkInfo::Data(InfoData::IpVlan(vec![InfoIpVlan::Mode(IpVlanMode::L2)])),
+            ])
+            .as_deref(),
+            Some("ipvlan l2")
+        );
+        assert_eq!(kind_of(&link(1, "lo", None)), None);
     }
 }

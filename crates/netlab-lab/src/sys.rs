@@ -1,5 +1,5 @@
 //! The lab's system work: network and mount namespaces made and entered from threads of this process, the ipvlan
-//! probe, and the few tools still run as processes (`ip` for status and tests).
+//! probe, and the few tools still run as processes (`ip` for tests and `netns list`).
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -109,7 +109,7 @@ fn make_namespaces(
 
 /// Runs `work` on a thread of its own and waits for it: the thread may change its namespaces, which the caller's
 /// never sees. `what` names the work in the errors of a thread that could not start or panicked.
-fn on_a_thread_of_its_own<T: Send>(
+pub(crate) fn on_a_thread_of_its_own<T: Send>(
     what: &str,
     work: impl FnOnce() -> Result<T, Error> + Send,
 ) -> Result<T, Error> {
