@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the upstream programs index2ip is tested beside, from the Go module proxy only, at the versions pinned in
 # upstream/versions.env: the Kubernetes control plane (kube-apiserver, kube-controller-manager, kube-scheduler,
-# kubectl), etcd, multus (thin plugin and thin_entrypoint), flanneld, flannel's CNI plugin and cnitool.
+# kubectl), etcd, multus (thin plugin and thin_entrypoint), flanneld and its install-conf, flannel's CNI plugin
+# and cnitool.
 #
 #   scripts/upstream.sh            build what the cache lacks, print progress and the total time
 #   scripts/upstream.sh --bin-dir  print the directory holding the binaries (builds nothing; exits 1 if incomplete)
@@ -31,7 +32,8 @@ bin=$cache/bin
 # Every binary of a set, in build order, as "file:recipe".
 set_binaries=(
     kube-apiserver:kubernetes kube-controller-manager:kubernetes kube-scheduler:kubernetes kubectl:kubernetes
-    etcd:etcd multus:multus thin_entrypoint:multus flanneld:flanneld flannel:flannel-cni cnitool:cnitool
+    etcd:etcd multus:multus thin_entrypoint:multus flanneld:flanneld install-conf:flanneld flannel:flannel-cni
+    cnitool:cnitool
 )
 
 complete() {
@@ -137,6 +139,8 @@ flanneld() {
     wrapper "$dir" "$m@$FLANNEL_VERSION" "" $FLANNEL_REPLACE || return 1
     CGO_ENABLED=1 wrapped_build "$dir" -o "$bin/flanneld" \
         -ldflags "-s -w -X $m/pkg/version.Version=$FLANNEL_VERSION" "$m"
+    # The flannel image's installer of the CNI configuration (a temporary file renamed into place).
+    CGO_ENABLED=0 wrapped_build "$dir" -o "$bin/install-conf" -ldflags "-s -w" "$m/cmd/install_conf"
 }
 
 flannel_cni() {

@@ -19,10 +19,12 @@ use netlab_model::topology::Topology;
 /// The host paths each node sees bound to a directory of its own, so that its plugins (and an operator in
 /// `netlab exec --node`) find that node's CNI configuration, CNI state and flannel subnet file where a real node
 /// keeps them. The mount points must exist on the host.
-pub const NODE_DIRS: [(&str, &str); 3] = [
+pub const NODE_DIRS: [(&str, &str); 5] = [
     ("net.d", "/etc/cni/net.d"),
     ("cni-state", "/var/lib/cni"),
     ("run-flannel", "/run/flannel"),
+    ("opt-cni-bin", "/opt/cni/bin"),
+    ("kubernetes", "/etc/kubernetes"),
 ];
 /// The file in [`RUN_DIR`] listing the host directories labs created for [`NODE_DIRS`], removed with it by the last
 /// lab down (removing one earlier would unmount it in the other labs' node namespaces).
@@ -41,6 +43,8 @@ pub struct UpOptions {
     pub reference_dir: PathBuf,
     /// cni-shim, to record every plugin call (`--trace`): the runtime's CNI_PATH is then the shim's directory.
     pub shim: Option<PathBuf>,
+    /// Run on the real control plane, with the real multus and flannel, instead of the emulation.
+    pub control_plane: Option<crate::real::RealOptions>,
 }
 
 /// A pod to create: name, namespace, node, owner, annotations.
@@ -116,6 +120,7 @@ pub fn up(
         topology.nodes.len(),
         opts.reference_dir.display()
     );
+    let real = opts.control_plane.as_ref();
     let bin = plugin_dir(&dir, opts)?;
     if opts.shim.is_some() {
         let _ = writeln!(
@@ -129,8 +134,17 @@ pub fn up(
         .iter()
         .map(|n| format!("{}-{}", opts.name, n.name))
         .collect();
-    namespaces_free(&state, &node_netns, topology, cluster)?;
+    // On the real control plane the cluster's controllers name the pods, and each pod's namespace is checked as
+    // it is made.
+    let planned = if real.is_some() { None } else { Some(cluster) };
+    namespaces_free(&state, &node_netns, topology, planned)?;
     let (mut switch, node_links) = site(&mut state, topology, &node_netns)?;
+    let plane = match real {
+        Some(r) => Some(crate::real::start_control_plane(
+            &mut state, r, topology, out,
+        )?),
+        None => None,
+    };
     let _ = writeln!(
         out,
         "    site switch {} and internet client {} ({})",
@@ -143,7 +157,21 @@ pub fn up(
     std::fs::create_dir_all(&mnt).map_err(|e| Error::io(&mnt, e))?;
     state.record(Resource::Mount { path: mnt.clone() })?;
     sys::private_mount(&mnt)?;
-    make_nodes(&mut state, topology, cluster, &mnt, node_links, out)?;
+    make_nodes(
+        &mut state,
+        topology,
+        cluster,
+        &mnt,
+        node_links,
+        plane.is_some(),
+        out,
+    )?;
+    if let Some(plane) = &plane {
+        for node in &mut state.nodes {
+            crate::real::node_files(plane, node, &opts.reference_dir)?;
+        }
+        state.save()?;
+    }
     // Every node's port on the switch, and the internet client's.
     let br0 = switch.index("br0")?;
     let ports =
@@ -155,12 +183,16 @@ pub fn up(
     let has_ipvlan = probing.result();
     if has_ipvlan {
         let _ = writeln!(out, "    {}", crate::runtime::IPVLAN_REAL);
-    } else {
+    } else if real.is_none() {
+        // On the real control plane the NADs themselves are changed, and said so.
         state
             .substitutions
             .push(crate::runtime::MACVLAN_FOR_IPVLAN.into());
     }
 
+    if let Some(plane) = plane {
+        return crate::real::finish(state, opts, plane, topology, has_ipvlan, out);
+    }
     let runtime = Runtime {
         cni_path: vec![bin],
         has_ipvlan,
@@ -250,9 +282,15 @@ fn make_nodes(
     cluster: &Cluster,
     mnt: &Path,
     node_links: Vec<Netlink>,
+    real: bool,
     out: &mut dyn Write,
 ) -> Result<(), Error> {
-    let subnets = flannel_subnets(topology, cluster)?;
+    // On the real control plane, flanneld takes each node's subnet from its podCIDR and programs vxlan itself.
+    let subnets = if real {
+        vec![None; topology.nodes.len()]
+    } else {
+        flannel_subnets(topology, cluster)?
+    };
     for spec in &topology.nodes {
         state.created.push(Resource::Mount {
             path: mnt.join(&spec.name),
@@ -267,7 +305,7 @@ fn make_nodes(
             .enumerate()
             .map(|(i, links)| {
                 std::thread::Builder::new().spawn_scoped(scope, move || {
-                    node(state, topology, cluster, i, subnets, links)
+                    node(state, topology, cluster, i, subnets, links, real)
                 })
             })
             .collect();
@@ -607,18 +645,22 @@ fn namespaces_free(
     state: &State,
     node_netns: &[String],
     topology: &Topology,
-    cluster: &Cluster,
+    cluster: Option<&Cluster>,
 ) -> Result<(), Error> {
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
-    let own = [
+    let mut own = vec![
         (state.site_netns.clone(), "the site switch".to_owned()),
         (state.inet_netns.clone(), "the internet client".to_owned()),
     ];
+    if cluster.is_none() {
+        own.push((format!("{}-cp", state.name), "the control plane".to_owned()));
+    }
     let nodes = node_netns
         .iter()
         .zip(&topology.nodes)
         .map(|(ns, n)| (ns.clone(), format!("node {}", n.name)));
-    let pods = pods(topology, cluster).into_iter().map(|p| {
+    let planned = cluster.map(|c| pods(topology, c)).unwrap_or_default();
+    let pods = planned.into_iter().map(|p| {
         (
             format!("{}-{}", state.name, p.name),
             format!("pod {}/{}", p.namespace, p.name),
@@ -665,6 +707,7 @@ fn node(
     i: usize,
     subnets: &[Option<Ipv4Net>],
     mut links: Netlink,
+    real: bool,
 ) -> Result<NodeState, Error> {
     let (Some(spec), Some(&subnet)) = (t.nodes.get(i), subnets.get(i)) else {
         return Err(Error::NoNode(i));
@@ -678,7 +721,12 @@ fn node(
     let net_d = dir.join("net.d");
     let cmdline = dir.join("cmdline");
     std::fs::write(&cmdline, t.cmdline(spec)).map_err(|e| Error::io(&cmdline, e))?;
-    let cni_configs = cluster.configs_for(&spec.labels);
+    // On the real control plane the DaemonSets' pods write the node's configuration.
+    let cni_configs = if real {
+        Vec::new()
+    } else {
+        cluster.configs_for(&spec.labels)
+    };
     for (name, text) in &cni_configs {
         let p = net_d.join(name);
         std::fs::write(&p, text).map_err(|e| Error::io(&p, e))?;
@@ -701,13 +749,10 @@ fn node(
     // The node's own view of the files its plugins read: its kernel command line and its CNI state.
     let mnt = state.dir.join("mnt").join(&spec.name);
     std::fs::write(&mnt, "").map_err(|e| Error::io(&mnt, e))?;
-    // Four bind mounts in a mount namespace of the node's own, made from this process.
-    let binds = [
-        (cmdline.clone(), "/proc/cmdline"),
-        (dir.join("net.d"), "/etc/cni/net.d"),
-        (dir.join("cni-state"), "/var/lib/cni"),
-        (dir.join("run-flannel"), "/run/flannel"),
-    ];
+    // The bind mounts of a mount namespace of the node's own, made from this process.
+    let binds: Vec<(PathBuf, &str)> = std::iter::once((cmdline.clone(), "/proc/cmdline"))
+        .chain(NODE_DIRS.iter().map(|(own, host)| (dir.join(own), *host)))
+        .collect();
     sys::mount_namespace(&mnt, &binds)?;
 
     if let Some(sn) = subnet {
@@ -733,6 +778,7 @@ fn node(
         address: address.to_string(),
         subnet: subnet.map(|s| s.to_string()),
         cni_configs,
+        cni_bin: None,
     })
 }
 

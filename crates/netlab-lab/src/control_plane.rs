@@ -1,7 +1,9 @@
 //! A real Kubernetes control plane in a network namespace of its own, from the upstream peers
 //! (`scripts/upstream.sh`): etcd and kube-apiserver, and on request kube-controller-manager and kube-scheduler.
 //!
-//! Everything listens on the namespace's loopback only. kube-apiserver runs as a kubeadm cluster runs it: Node and
+//! etcd and the controllers talk over the namespace's loopback; kube-apiserver serves there too, or on an address
+//! of the namespace's that others reach (the lab's nodes do, through the site's router). It runs as a kubeadm
+//! cluster runs it: Node and
 //! RBAC authorization, the default admission plugins and NodeRestriction, privileged containers allowed,
 //! service-account tokens signed with a key pair made here; its serving certificate is one it makes itself. The
 //! administrator authenticates with a random static token (group `system:masters`); the controller manager
@@ -12,6 +14,7 @@
 use std::ffi::OsStr;
 use std::fs;
 use std::io::Read;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -21,24 +24,32 @@ use netlab_model::facts::{FLANNEL_NETWORK_CIDR, FLANNEL_SUBNET_LEN};
 use crate::sys::run;
 use crate::Error;
 
-/// The address and port kube-apiserver serves on, inside the namespace.
-pub const API_SERVER: &str = "https://127.0.0.1:6443";
+/// The port kube-apiserver serves on.
+pub const API_PORT: u16 = 6443;
 
 /// How long kube-apiserver may take to answer `/readyz`.
 const READY_WITHIN: Duration = Duration::from_secs(45);
 
-/// What to run beside etcd and kube-apiserver.
-#[derive(Debug, Clone, Copy, Default)]
+/// What to run beside etcd and kube-apiserver, and where.
+#[derive(Debug, Clone, Default)]
 pub struct Options {
     /// kube-controller-manager (pod CIDRs, the DaemonSet and other controllers) and kube-scheduler.
     pub controllers: bool,
+    /// The address kube-apiserver serves on and advertises, one the namespace holds; loopback when `None`.
+    pub address: Option<Ipv4Addr>,
+    /// Nodes to give kubelet credentials: each a static token in the group `system:nodes`, user
+    /// `system:node:NAME`, and a kubeconfig using it at [`ControlPlane::node_kubeconfig`].
+    pub nodes: Vec<String>,
 }
 
 /// A running control plane.
 pub struct ControlPlane {
     netns: String,
+    /// Whether the namespace was made here, and goes with the control plane.
+    owns_netns: bool,
     dir: PathBuf,
     bin: PathBuf,
+    server: String,
     children: Vec<(String, Child)>,
 }
 
@@ -50,7 +61,28 @@ impl ControlPlane {
         bin: &Path,
         dir: &Path,
         netns: &str,
-        options: Options,
+        options: &Options,
+    ) -> Result<ControlPlane, Error> {
+        Self::launch(bin, dir, netns, true, options)
+    }
+
+    /// [`ControlPlane::start`] in a network namespace that exists and stays: the caller made it (with the address
+    /// of `options`) and removes it.
+    pub fn start_in(
+        bin: &Path,
+        dir: &Path,
+        netns: &str,
+        options: &Options,
+    ) -> Result<ControlPlane, Error> {
+        Self::launch(bin, dir, netns, false, options)
+    }
+
+    fn launch(
+        bin: &Path,
+        dir: &Path,
+        netns: &str,
+        make_netns: bool,
+        options: &Options,
     ) -> Result<ControlPlane, Error> {
         for program in [
             "etcd",
@@ -70,16 +102,21 @@ impl ControlPlane {
             path: dir.to_owned(),
             source,
         })?;
-        run("ip", ["netns", "add", netns])?;
-        // From here on, Drop removes the namespace and every process, whatever fails next.
+        if make_netns {
+            run("ip", ["netns", "add", netns])?;
+        }
+        let address = options.address.unwrap_or(Ipv4Addr::LOCALHOST);
+        // From here on, Drop removes the namespace (when made here) and every process, whatever fails next.
         let mut cp = ControlPlane {
             netns: netns.to_owned(),
+            owns_netns: make_netns,
             dir: dir.to_owned(),
             bin: bin.to_owned(),
+            server: format!("https://{address}:{API_PORT}"),
             children: Vec::new(),
         };
         run("ip", ["-n", netns, "link", "set", "lo", "up"])?;
-        cp.write_credentials()?;
+        cp.write_credentials(&options.nodes)?;
         let p = |name: &str| dir.join(name).display().to_string();
         cp.spawn(
             "etcd",
@@ -97,11 +134,12 @@ impl ControlPlane {
             "kube-apiserver",
             &[
                 "--etcd-servers=http://127.0.0.1:2379".into(),
-                "--bind-address=127.0.0.1".into(),
-                "--advertise-address=127.0.0.1".into(),
-                // Loopback is no address for the kubernetes service's endpoints; nothing here needs them.
+                format!("--bind-address={address}"),
+                format!("--advertise-address={address}"),
+                // Loopback is no address for the kubernetes service's endpoints, and nothing here runs the
+                // service proxy that would use them: pods are given the API server's own address.
                 "--endpoint-reconciler-type=none".into(),
-                "--secure-port=6443".into(),
+                format!("--secure-port={API_PORT}"),
                 format!("--cert-dir={}", p("certs")),
                 "--service-cluster-ip-range=10.96.0.0/12".into(),
                 format!("--token-auth-file={}", p("tokens.csv")),
@@ -141,8 +179,9 @@ impl ControlPlane {
         Ok(cp)
     }
 
-    /// The service-account key pair, a random administrator token, and a kubeconfig that uses it.
-    fn write_credentials(&self) -> Result<(), Error> {
+    /// The service-account key pair, random tokens for the administrator and each node, and a kubeconfig for
+    /// each that uses it.
+    fn write_credentials(&self, nodes: &[String]) -> Result<(), Error> {
         let key = self.dir.join("sa.key");
         let public = self.dir.join("sa.pub");
         run(
@@ -162,25 +201,55 @@ impl ControlPlane {
                 .copied()
                 .chain([key.as_os_str(), "-out".as_ref(), public.as_os_str()]),
         )?;
-        let mut random = [0u8; 16];
-        fs::File::open("/dev/urandom")
-            .and_then(|mut f| f.read_exact(&mut random))
-            .map_err(|source| Error::Io {
-                path: "/dev/urandom".into(),
-                source,
-            })?;
-        let token: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        let admin = random_token()?;
+        let mut tokens = format!("{admin},admin,admin,\"system:masters\"\n");
         self.write(
-            "tokens.csv",
-            &format!("{token},admin,admin,\"system:masters\"\n"),
+            "kubeconfig",
+            &self.kubeconfig_text(&self.server, "admin", &admin),
         )?;
-        let kubeconfig = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: netlab\n  cluster:\n    server: {API_SERVER}\n    \
-             certificate-authority: {}\nusers:\n- name: admin\n  user:\n    token: {token}\ncontexts:\n- name: netlab\n  \
-             context: {{cluster: netlab, user: admin}}\ncurrent-context: netlab\n",
-            self.dir.join("certs/apiserver.crt").display()
-        );
-        self.write("kubeconfig", &kubeconfig)
+        fs::create_dir_all(self.dir.join("nodes")).map_err(|source| Error::Io {
+            path: self.dir.join("nodes"),
+            source,
+        })?;
+        for node in nodes {
+            let token = random_token()?;
+            tokens.push_str(&format!(
+                "{token},system:node:{node},node-{node},\"system:nodes\"\n"
+            ));
+            let text = self.kubeconfig_text(&self.server, &format!("system:node:{node}"), &token);
+            self.write(&format!("nodes/{node}.kubeconfig"), &text)?;
+        }
+        self.write("tokens.csv", &tokens)
+    }
+
+    /// A kubeconfig of this control plane's for `server` as `user` with `token`.
+    fn kubeconfig_text(&self, server: &str, user: &str, token: &str) -> String {
+        kubeconfig_text(server, &self.ca(), user, token, None)
+    }
+
+    /// The certificate kube-apiserver serves with (its own, self-signed: the one to trust).
+    pub fn ca(&self) -> PathBuf {
+        self.dir.join("certs/apiserver.crt")
+    }
+
+    /// The API server's URL, as the namespace's peers reach it.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// Node `node`'s kubeconfig: its kubelet's credentials.
+    pub fn node_kubeconfig(&self, node: &str) -> PathBuf {
+        self.dir.join("nodes").join(format!("{node}.kubeconfig"))
+    }
+
+    /// Leaves every process running and the namespace in place, and returns the processes' names and ids: the
+    /// caller now owns them (the lab records them for `down`).
+    pub fn detach(mut self) -> Vec<(String, u32)> {
+        self.owns_netns = false;
+        std::mem::take(&mut self.children)
+            .into_iter()
+            .map(|(name, child)| (name, child.id()))
+            .collect()
     }
 
     fn write(&self, name: &str, text: &str) -> Result<(), Error> {
@@ -313,9 +382,50 @@ impl Drop for ControlPlane {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.netns])
-            .stderr(Stdio::null())
-            .status();
+        if self.owns_netns {
+            let _ = Command::new("ip")
+                .args(["netns", "del", &self.netns])
+                .stderr(Stdio::null())
+                .status();
+        }
     }
+}
+
+/// A kubeconfig for `server`, trusting `ca`, as `user` with `token`; `tls_server_name` when the server's
+/// certificate does not name the address dialled (a port forwarded to the host's loopback).
+pub fn kubeconfig_text(
+    server: &str,
+    ca: &Path,
+    user: &str,
+    token: &str,
+    tls_server_name: Option<&str>,
+) -> String {
+    let name = tls_server_name
+        .map(|n| format!("\n    tls-server-name: {n}"))
+        .unwrap_or_default();
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: netlab\n  cluster:\n    server: {server}\n    \
+         certificate-authority: {}{name}\nusers:\n- name: {user}\n  user:\n    token: {token}\ncontexts:\n- name: netlab\n  \
+         context: {{cluster: netlab, user: \"{user}\"}}\ncurrent-context: netlab\n",
+        ca.display()
+    )
+}
+
+/// The administrator's token in a kubeconfig this module wrote.
+pub fn token_of(kubeconfig: &str) -> Option<&str> {
+    kubeconfig
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("token: "))
+}
+
+/// 128 random bits, in hex.
+fn random_token() -> Result<String, Error> {
+    let mut random = [0u8; 16];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut random))
+        .map_err(|source| Error::Io {
+            path: "/dev/urandom".into(),
+            source,
+        })?;
+    Ok(random.iter().map(|b| format!("{b:02x}")).collect())
 }

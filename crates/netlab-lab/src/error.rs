@@ -131,6 +131,9 @@ pub enum Error {
     /// `exec` or `vm-exec` without a command.
     #[error("{0} needs a command after --")]
     NoCommand(&'static str),
+    /// A lab without a control plane was asked for its API server.
+    #[error("lab {0} runs no control plane (bring it up with `netlab up --control-plane`), or its kubelet has not started")]
+    NoControlPlane(String),
     /// A program could not be started.
     #[error("cannot run {program}: {source}")]
     Run {

@@ -27,6 +27,7 @@
 //!     index2ip: None,
 //!     reference_dir: None,
 //!     trace: None,
+//!     control_plane: None,
 //! };
 //! let passed = verbs::run(&args, &Topology::default(), &Cluster::default(), &mut std::io::stdout())?;
 //! # Ok::<(), netlab_lab::Error>(())
@@ -34,11 +35,18 @@
 
 pub mod build;
 pub mod check;
+pub mod containers;
 pub mod control_plane;
 mod error;
 pub mod exec;
+pub mod forward;
+pub mod images;
+pub mod kube;
+pub mod kubelet;
 pub mod netlink;
+pub mod real;
 pub mod runtime;
+pub mod sandbox;
 pub mod state;
 pub mod status;
 pub mod sys;

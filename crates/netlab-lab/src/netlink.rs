@@ -22,7 +22,7 @@
 //! ```
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd};
 
 use netlink_packet_core::{
     DecodeError, NetlinkBuffer, NetlinkDeserializable, NetlinkHeader, NetlinkMessage,
@@ -92,17 +92,8 @@ impl Netlink {
     /// A socket in the named network namespace (its file under [`crate::sys::NETNS_DIR`]): a thread of its own
     /// enters the namespace, opens the socket there and ends; the socket stays in that namespace.
     pub fn in_netns(netns: &str) -> Result<Netlink, Error> {
-        let path = crate::sys::netns_path(netns);
-        let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
         crate::sys::on_a_thread_of_its_own("opening an rtnetlink socket", || {
-            rustix::thread::move_into_link_name_space(
-                file.as_fd(),
-                Some(rustix::thread::LinkNameSpaceType::Network),
-            )
-            .map_err(|e| Error::Command {
-                command: format!("ip netns exec {netns} (setns)"),
-                reason: std::io::Error::from(e).to_string(),
-            })?;
+            crate::sys::enter_netns(netns)?;
             Netlink::here(netns)
         })
     }

@@ -126,18 +126,28 @@ pub fn plan_pod(
 
 impl Runtime {
     /// The invocation for one of a pod's interfaces, run inside its node's namespaces.
+    /// The node's own CNI bin dir, where it has one, comes before the lab's.
     pub fn invocation(&self, node: &NodeState, pod: &PodState, ifname: &str) -> Invocation {
+        let mut args = vec![
+            ("IgnoreUnknown".into(), "true".into()),
+            ("K8S_POD_NAMESPACE".into(), pod.namespace.clone()),
+            ("K8S_POD_NAME".into(), pod.name.clone()),
+            ("K8S_POD_INFRA_CONTAINER_ID".into(), container_id(pod)),
+        ];
+        if let Some(uid) = &pod.uid {
+            args.push(("K8S_POD_UID".into(), uid.clone()));
+        }
         Invocation {
             container_id: container_id(pod),
             netns: Some(crate::sys::netns_path(&pod.netns)),
             ifname: ifname.to_owned(),
-            args: vec![
-                ("IgnoreUnknown".into(), "true".into()),
-                ("K8S_POD_NAMESPACE".into(), pod.namespace.clone()),
-                ("K8S_POD_NAME".into(), pod.name.clone()),
-                ("K8S_POD_INFRA_CONTAINER_ID".into(), container_id(pod)),
-            ],
-            path: self.cni_path.clone(),
+            args,
+            path: node
+                .cni_bin
+                .iter()
+                .cloned()
+                .chain(self.cni_path.iter().cloned())
+                .collect(),
             // The node's network, then its mount namespace (where /proc/cmdline, /etc/cni/net.d and /var/lib/cni
             // are the node's), entered by the thread that spawns the plugin.
             namespaces: vec![crate::sys::netns_path(&node.netns), node.mnt.clone()],
@@ -363,7 +373,9 @@ fn traceparent(id: &str) -> String {
     format!("00-{:016x}{:016x}-{:016x}-01", fnv(1), fnv(2), fnv(3))
 }
 
-/// The container id the lab uses for a pod.
+/// The container id of a pod's CNI calls: its sandbox's, or one the emulation derives from its name.
 pub fn container_id(pod: &PodState) -> String {
-    format!("netlab-{}-{}", pod.namespace, pod.name)
+    pod.sandbox
+        .clone()
+        .unwrap_or_else(|| format!("netlab-{}-{}", pod.namespace, pod.name))
 }

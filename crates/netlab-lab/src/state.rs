@@ -32,6 +32,14 @@ pub enum Resource {
         /// Where.
         path: PathBuf,
     },
+    /// A process started in the background (the control plane's), killed at `down` if it is still the program
+    /// named (its pid may have been reused).
+    Process {
+        /// Its process id.
+        pid: u32,
+        /// Its program's name, as `/proc/PID/comm` shows it.
+        comm: String,
+    },
 }
 
 /// A node as brought up.
@@ -53,6 +61,10 @@ pub struct NodeState {
     pub subnet: Option<String>,
     /// The CNI configuration files the manifests install there, by file name.
     pub cni_configs: Vec<(String, String)>,
+    /// The node's own CNI bin dir (its `/opt/cni/bin`), on the real control plane, where the DaemonSets install
+    /// the plugins; the emulation runs every node's plugins from the lab's one directory.
+    #[serde(default)]
+    pub cni_bin: Option<PathBuf>,
 }
 
 /// One network attachment of a pod.
@@ -97,6 +109,27 @@ pub struct PodState {
     /// The `k8s.v1.cni.cncf.io/network-status` annotation multus would write, from the results.
     #[serde(default)]
     pub network_status: Value,
+    /// The pod's uid, on the real control plane.
+    #[serde(default)]
+    pub uid: Option<String>,
+    /// Whether it runs in its node's network namespace (`hostNetwork`).
+    #[serde(default)]
+    pub host_network: bool,
+    /// Its sandbox's container id, given to every CNI call of the sandbox, on the real control plane (the
+    /// emulation derives one from the pod's name).
+    #[serde(default)]
+    pub sandbox: Option<String>,
+}
+
+impl PodState {
+    /// Whether `other` is a record of the same pod: the same uid on the real control plane (a pod keeps it
+    /// through new sandboxes), else the same network namespace.
+    pub fn same_pod(&self, other: &PodState) -> bool {
+        match (&self.uid, &other.uid) {
+            (Some(a), Some(b)) => a == b,
+            _ => self.netns == other.netns,
+        }
+    }
 }
 
 /// The whole lab.
@@ -177,7 +210,7 @@ impl State {
                     .filter(|line| Some(&line.after) == current.as_ref())
                 {
                     let newer = line.pod;
-                    if let Some(pod) = state.pods.iter_mut().find(|p| p.netns == newer.netns) {
+                    if let Some(pod) = state.pods.iter_mut().find(|p| p.same_pod(&newer)) {
                         *pod = newer;
                     }
                 }

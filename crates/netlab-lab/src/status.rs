@@ -153,6 +153,14 @@ pub fn print(state: &State, out: &mut dyn Write) {
             .as_ref()
             .map_or("(none)".to_owned(), |t| format!("mlab/type={t}"));
         for pod in state.pods.iter().filter(|p| p.node == node.name) {
+            if pod.host_network {
+                let _ = writeln!(
+                    out,
+                    "{:<8} {:<20} {:<24} {:<10} {:<15} the node's network (hostNetwork): {}",
+                    node.name, label, pod.name, "-", "-", node.address
+                );
+                continue;
+            }
             let ifaces = interfaces(&pod.netns);
             let kinds = link_kinds(&pod.netns);
             if ifaces.is_empty() {

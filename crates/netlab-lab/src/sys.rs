@@ -37,11 +37,16 @@ where
             command: shown(),
             reason: e.to_string(),
         })?;
+    stdout_of(shown(), &out)
+}
+
+/// A finished command's stdout; its stderr in the error when it failed.
+pub fn stdout_of(command: String, out: &std::process::Output) -> Result<String, Error> {
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
         Err(Error::Command {
-            command: shown(),
+            command,
             reason: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
         })
     }
@@ -124,6 +129,22 @@ pub(crate) fn on_a_thread_of_its_own<T: Send>(
             }),
         },
     )
+}
+
+/// Moves the calling thread into network namespace `name`; threads and processes it starts afterwards are born
+/// there. For a process that works from one namespace (the lab's kubelet, which reaches the API server only from
+/// the control plane's).
+pub fn enter_netns(name: &str) -> Result<(), Error> {
+    let path = netns_path(name);
+    let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+    rustix::thread::move_into_link_name_space(
+        std::os::fd::AsFd::as_fd(&file),
+        Some(rustix::thread::LinkNameSpaceType::Network),
+    )
+    .map_err(|e| Error::Command {
+        command: format!("setns {}", path.display()),
+        reason: std::io::Error::from(e).to_string(),
+    })
 }
 
 /// The file a named network namespace is bound to.

@@ -55,6 +55,11 @@ pub fn down(name: &str, out: &mut dyn Write) -> Result<Report, Error> {
                 has_ipvlan: true,
                 flannel_network: None,
             };
+            // The lab's kubelet first, so that it starts nothing more (its pods' processes stay until after DEL:
+            // flanneld and the API server answer the plugins' DEL).
+            if stop_kubelet(&state) {
+                let _ = writeln!(out, "    stopped the lab's kubelet");
+            }
             // A lab killed mid-`up` may leave plugins running inside its nodes: they finish before DEL runs, or
             // they would add back what DEL removes.
             let stopped = stop_node_processes(&state);
@@ -83,6 +88,13 @@ pub fn down(name: &str, out: &mut dyn Write) -> Result<Report, Error> {
                     );
                 }
                 report.del_failures.extend(failures);
+            }
+            let stopped = stop_lab_processes(&state);
+            if stopped > 0 {
+                let _ = writeln!(
+                    out,
+                    "    stopped {stopped} process(es): the control plane and the pods' containers"
+                );
             }
             for node in &state.nodes {
                 report
@@ -141,6 +153,94 @@ fn last_lab_out() {
     let _ = std::fs::remove_dir(run);
 }
 
+/// Kills the lab's kubelet, if it runs (its pid file names a process that is still netlab), and waits for it.
+fn stop_kubelet(state: &State) -> bool {
+    let pid_file = state.dir.join(crate::kubelet::PID_FILE);
+    let Ok(pid) = std::fs::read_to_string(&pid_file) else {
+        return false;
+    };
+    let pid = pid.trim().to_owned();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let ours = cmdline.split(|&b| b == 0).any(|arg| arg == b"kubelet")
+        && cmdline
+            .split(|&b| b == 0)
+            .any(|arg| arg == state.name.as_bytes());
+    if !ours {
+        return false;
+    }
+    let _ = sys::run("kill", ["-KILL", pid.as_str()]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while Path::new(&format!("/proc/{pid}")).exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    true
+}
+
+/// Kills every process in one of the lab's network namespaces (the control plane, the pods' containers) and the
+/// background processes it recorded, and waits for them. Returns how many there were.
+fn stop_lab_processes(state: &State) -> usize {
+    use std::os::unix::fs::MetadataExt;
+    let netns: Vec<u64> = state
+        .created
+        .iter()
+        .filter_map(|r| match r {
+            Resource::Netns { name } => std::fs::metadata(sys::netns_path(name)).ok(),
+            _ => None,
+        })
+        .map(|m| m.ino())
+        .collect();
+    let mut pids: Vec<String> = state
+        .created
+        .iter()
+        .filter_map(|r| match r {
+            Resource::Process { pid, comm } => {
+                let now = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+                (now.trim() == comm).then(|| pid.to_string())
+            }
+            _ => None,
+        })
+        .collect();
+    pids.extend(processes_in("net", &netns));
+    stop(&pids, || processes_in("net", &netns))
+}
+
+/// Processes whose namespace of `kind` (`mnt`, `net`) is one of `inodes`.
+fn processes_in(kind: &str, inodes: &[u64]) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    if inodes.is_empty() {
+        return Vec::new();
+    }
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter(|e| {
+            std::fs::metadata(e.path().join("ns").join(kind))
+                .is_ok_and(|m| inodes.contains(&m.ino()))
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// Kills `pids` and waits, two seconds at most, until `left` finds none. Returns how many there were.
+fn stop(pids: &[String], left: impl Fn() -> Vec<String>) -> usize {
+    for pid in pids {
+        let _ = sys::run("kill", ["-KILL", pid.as_str()]);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while !left().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    pids.len()
+}
+
 /// Kills the processes that live in one of the lab's node mount namespaces (plugins a killed `up` left running)
 /// and waits, two seconds at most, until they are gone. Returns how many there were.
 fn stop_node_processes(state: &State) -> usize {
@@ -150,36 +250,8 @@ fn stop_node_processes(state: &State) -> usize {
         .iter()
         .filter_map(|n| std::fs::metadata(&n.mnt).ok().map(|m| m.ino()))
         .collect();
-    if inodes.is_empty() {
-        return 0;
-    }
-    let in_lab = || -> Vec<String> {
-        let Ok(procs) = std::fs::read_dir("/proc") else {
-            return Vec::new();
-        };
-        procs
-            .flatten()
-            .filter(|e| {
-                e.file_name()
-                    .to_string_lossy()
-                    .bytes()
-                    .all(|b| b.is_ascii_digit())
-            })
-            .filter(|e| {
-                std::fs::metadata(e.path().join("ns/mnt")).is_ok_and(|m| inodes.contains(&m.ino()))
-            })
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect()
-    };
-    let found = in_lab();
-    for pid in &found {
-        let _ = sys::run("kill", ["-KILL", pid.as_str()]);
-    }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-    while !in_lab().is_empty() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    found.len()
+    let found = processes_in("mnt", &inodes);
+    stop(&found, || processes_in("mnt", &inodes))
 }
 
 /// host-local's lease files under a node's CNI state: one file per address held.
@@ -222,6 +294,8 @@ fn remove(state: &State, report: &mut Report) {
                     let _ = sys::run("umount", [Path::new("-l"), path.as_path()]);
                 }
             }
+            // Killed with the lab's processes, before DEL.
+            Resource::Process { .. } => {}
             Resource::Dir { path } => {
                 if path == &state.dir {
                     remove_tree(path, report);

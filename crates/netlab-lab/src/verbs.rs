@@ -30,6 +30,8 @@ pub struct LabArgs {
     pub reference_dir: Option<PathBuf>,
     /// Record every plugin call through cni-shim (found as index2ip is, or given).
     pub trace: Option<Option<PathBuf>>,
+    /// Run on the real control plane: the directory of the upstream peers (`scripts/upstream.sh --bin-dir`).
+    pub control_plane: Option<PathBuf>,
 }
 
 /// Finds one of the project's binaries: as given, next to this executable, on PATH, or in /opt/cni/bin.
@@ -81,6 +83,13 @@ pub fn up(
             None => None,
             Some(given) => Some(find_binary("cni-shim", given.as_deref())?),
         },
+        control_plane: match &args.control_plane {
+            None => None,
+            Some(peers) => Some(crate::real::RealOptions {
+                peers: peers.clone(),
+                shim: find_binary("cni-shim", None)?,
+            }),
+        },
     };
     build::up(&opts, topology, cluster, out)
 }
@@ -97,6 +106,18 @@ pub fn status(name: &str, network_status: bool, out: &mut dyn Write) -> Result<(
         status::print_network_status(&state, out);
     }
     Ok(())
+}
+
+/// `kubeconfig`: the path of an administrator's kubeconfig for lab `name`'s API server, as this machine reaches
+/// it (a lab on the real control plane only).
+pub fn kubeconfig(name: &str) -> Result<PathBuf, Error> {
+    let state = loaded(name)?;
+    let path = state.dir.join(crate::forward::HOST_KUBECONFIG);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(Error::NoControlPlane(name.to_owned()))
+    }
 }
 
 /// `check`: passes when no check failed.

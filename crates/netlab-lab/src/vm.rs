@@ -638,6 +638,7 @@ mod tests {
             index2ip: None,
             reference_dir: None,
             trace: Some(None),
+            control_plane: None,
         };
         let bytes = run_archive(&args).unwrap();
         let text = String::from_utf8_lossy(&bytes);

@@ -66,8 +66,16 @@ impl Cluster {
             N.fetch_add(1, Ordering::Relaxed)
         );
         let dir = tempfile::tempdir().unwrap();
-        let cp = ControlPlane::start(bin, dir.path(), &netns, Options { controllers })
-            .unwrap_or_else(|e| panic!("the control plane did not start: {e}"));
+        let cp = ControlPlane::start(
+            bin,
+            dir.path(),
+            &netns,
+            &Options {
+                controllers,
+                ..Options::default()
+            },
+        )
+        .unwrap_or_else(|e| panic!("the control plane did not start: {e}"));
         Cluster { cp, dir }
     }
 

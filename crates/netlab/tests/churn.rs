@@ -138,6 +138,7 @@ fn five_hundred_pods_through_the_real_chain_leak_nothing() {
         index2ip: Some(index2ip),
         reference_dir: None,
         trace: None,
+        control_plane: None,
     };
     let (sources, _) =
         netlab_lint::input::load(&[root().join("k8s")], netlab_lint::input::Render::Direct)

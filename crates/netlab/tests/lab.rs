@@ -71,17 +71,7 @@ struct Guard(String);
 impl Drop for Guard {
     fn drop(&mut self) {
         let out = lab(&self.0, "down", &[]);
-        let left: Vec<String> = String::from_utf8_lossy(
-            &Command::new("ip")
-                .args(["netns", "list"])
-                .output()
-                .unwrap()
-                .stdout,
-        )
-        .lines()
-        .filter(|l| l.starts_with(&format!("{}-", self.0)))
-        .map(str::to_owned)
-        .collect();
+        let left = crate::util::namespaces_of(&self.0);
         if !std::thread::panicking() {
             assert!(out.status.success(), "down: {}", text(&out));
             assert!(left.is_empty(), "namespaces left: {left:?}");

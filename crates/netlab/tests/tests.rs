@@ -11,6 +11,8 @@
 //! - `apply`: scripts/apply.sh, the documented apply sequence, on a real etcd and kube-apiserver in a network
 //!   namespace (root, the upstream peers): every object accepted the first time, every verb multus and flannel call
 //!   allowed, a second apply a no-op, and the old single apply failing on a clean cluster;
+//! - `control_plane`: the lab on the real control plane (root, the upstream peers): every pod running with its
+//!   address, multus's network-status on each multus pod, a /26 per node, `check` passing, nothing left by `down`;
 //! - `cli`: the binary: exit codes, file:line, JSON, `--nodes`, `gen --check` on the checked-in tree and on a
 //!   changed copy.
 
@@ -20,6 +22,7 @@
 mod apply;
 mod churn;
 mod cli;
+mod control_plane;
 mod lab;
 mod util;
 mod vm;

@@ -44,6 +44,12 @@ pub struct LabOpts {
     /// /run/netlab/NAME/shim` reads them while the lab is up.
     #[arg(long, value_name = "CNI_SHIM", num_args = 0..=1, require_equals = true)]
     pub trace: Option<Option<PathBuf>>,
+    /// Run on the real control plane: etcd, kube-apiserver, the controller manager and the scheduler, with the
+    /// real flanneld, multus and flannel plugin, from the upstream peers in PEERS (default: $UPSTREAM_BIN, else
+    /// upstream/bin in the cargo target directory holding netlab; `scripts/upstream.sh` builds them). netlab then
+    /// plays only each node's kubelet and container runtime.
+    #[arg(long, value_name = "PEERS", num_args = 0..=1, require_equals = true)]
+    pub control_plane: Option<Option<PathBuf>>,
 }
 
 impl LabOpts {
@@ -56,8 +62,23 @@ impl LabOpts {
             index2ip: self.index2ip,
             reference_dir: self.plugins,
             trace: self.trace,
+            control_plane: self
+                .control_plane
+                .map(|given| given.unwrap_or_else(default_peers)),
         }
     }
+}
+
+/// Where the upstream peers are when not given: `$UPSTREAM_BIN`, else `upstream/bin` in the cargo target
+/// directory holding netlab (target/debug/netlab → target/upstream/bin).
+fn default_peers() -> PathBuf {
+    if let Some(dir) = std::env::var_os("UPSTREAM_BIN") {
+        return dir.into();
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent()?.parent().map(|t| t.join("upstream/bin")))
+        .unwrap_or_else(|| PathBuf::from("target/upstream/bin"))
 }
 
 /// Reads the topology (the built-in default without a file) and the cluster the manifests describe.

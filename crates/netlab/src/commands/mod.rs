@@ -6,6 +6,7 @@ mod down;
 mod exec;
 mod gen;
 mod internal;
+mod kubeconfig;
 mod lint;
 mod run;
 mod status;
@@ -39,6 +40,9 @@ enum Command {
     Up(args::LabOpts),
     /// Show every node and pod with its interfaces and addresses.
     Status(status::Status),
+    /// Print the path of an administrator's kubeconfig for a lab on the real control plane:
+    /// `kubectl --kubeconfig "$(netlab kubeconfig)" get pods -A -o wide`.
+    Kubeconfig(args::Name),
     /// Check the lab end to end: pod to pod over flannel, the internet to every public address over TCP, net1 only
     /// where asked for, every address as index2ip computes it. Exit 1 when a check fails.
     Check(args::Name),
@@ -65,6 +69,9 @@ enum Command {
     /// (internal) the internet client's TCP probe for `check`.
     #[command(name = "__connect", hide = true)]
     Connect(internal::Args),
+    /// (internal) the lab's kubelet, on the real control plane: `up --control-plane` starts it.
+    #[command(name = "internal", hide = true, subcommand)]
+    Internal(internal::Internal),
 }
 
 impl Cli {
@@ -76,6 +83,7 @@ impl Cli {
             Command::Lint(c) => c.run(),
             Command::Up(c) => up::run(c, out),
             Command::Status(c) => c.run(out),
+            Command::Kubeconfig(c) => kubeconfig::run(c, out),
             Command::Check(c) => check::run(c, out),
             Command::Exec(c) => c.run(),
             Command::Down(c) => down::run(c, out),
@@ -83,6 +91,10 @@ impl Cli {
             Command::VmExec(c) => c.run(out),
             Command::Listen(c) => Ok(netlab_lab::check::listen_main(&c.args)),
             Command::Connect(c) => Ok(netlab_lab::check::connect_main(&c.args)),
+            Command::Internal(internal::Internal::Kubelet { name }) => {
+                netlab_lab::kubelet::run(&name)?;
+                Ok(ExitCode::SUCCESS)
+            }
         }
     }
 }

@@ -1,0 +1,556 @@
+//! `up` on the real control plane: the parts of [`crate::build::up`] that differ from the emulation.
+//!
+//! The control plane ([`crate::control_plane`]) runs in a namespace of its own behind the site's router, at
+//! [`API_ADDRESS`], as a remote control plane is reached from a site. Each node gets what its operating system and
+//! kubelet would give it: the reference plugins in its `/opt/cni/bin`, its kubelet's kubeconfig at
+//! `/etc/kubernetes/kubelet.conf`. Then the manifests are applied with the documented sequence, the lab's
+//! substitutions are made in the API's objects (announced), the lab's own pods are created, and the lab's kubelet
+//! ([`crate::kubelet`]) is started: from there on the DaemonSets' pods install flannel, multus, index2ip and
+//! cni-shim on the nodes and every other pod gets its network through them.
+
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::control_plane::{self, ControlPlane};
+use crate::images::Sources;
+use crate::kube::Kubectl;
+use crate::kubelet::{Config, NodeConfig};
+use crate::state::{NodeState, Resource, State};
+use crate::{sys, Error};
+use netlab_model::topology::Topology;
+
+/// The control plane's address: in 198.18.0.0/15, the range set aside for network tests, so it is nobody's.
+pub const API_ADDRESS: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+/// The site router's address on the control plane's link.
+pub const ROUTER_ADDRESS: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+/// How long `up` waits for every pod to run.
+const PODS_WITHIN: Duration = Duration::from_secs(180);
+
+/// What `up` needs for the real control plane.
+#[derive(Debug, Clone)]
+pub struct RealOptions {
+    /// The upstream peers.
+    pub peers: PathBuf,
+    /// cni-shim, which the installer image carries beside index2ip.
+    pub shim: PathBuf,
+}
+
+/// A control plane started for a lab, with what the nodes need of it.
+pub struct Plane {
+    cp: ControlPlane,
+    /// The namespace it runs in.
+    pub netns: String,
+}
+
+impl Plane {
+    /// Node `node`'s kubelet kubeconfig.
+    pub fn node_kubeconfig(&self, node: &str) -> PathBuf {
+        self.cp.node_kubeconfig(node)
+    }
+}
+
+/// Makes the control plane's namespace (recorded first) behind the site's router and starts etcd,
+/// kube-apiserver, the controller manager and the scheduler there, each process recorded for `down`.
+pub fn start_control_plane(
+    state: &mut State,
+    opts: &RealOptions,
+    topology: &Topology,
+    out: &mut dyn Write,
+) -> Result<Plane, Error> {
+    let netns = format!("{}-cp", state.name);
+    state.record(Resource::Netns {
+        name: netns.clone(),
+    })?;
+    sys::add_netns(std::slice::from_ref(&netns), &[])?;
+    // The router (the internet client's namespace) forwards between the site and the control plane.
+    let router = &state.inet_netns;
+    sys::ip_in(
+        router,
+        &[
+            "link", "add", "cp0", "type", "veth", "peer", "name", "eth0", "netns", &netns,
+        ],
+    )?;
+    sys::ip_in(
+        router,
+        &["addr", "add", &format!("{ROUTER_ADDRESS}/30"), "dev", "cp0"],
+    )?;
+    sys::ip_in(router, &["link", "set", "cp0", "up"])?;
+    sys::run(
+        "ip",
+        [
+            "netns",
+            "exec",
+            router,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+        ],
+    )?;
+    sys::ip_in(
+        &netns,
+        &["addr", "add", &format!("{API_ADDRESS}/30"), "dev", "eth0"],
+    )?;
+    sys::ip_in(&netns, &["link", "set", "eth0", "up"])?;
+    sys::ip_in(
+        &netns,
+        &[
+            "route",
+            "add",
+            "default",
+            "via",
+            &ROUTER_ADDRESS.to_string(),
+        ],
+    )?;
+    let started = Instant::now();
+    let cp = ControlPlane::start_in(
+        &opts.peers,
+        &state.dir.join("cp"),
+        &netns,
+        &control_plane::Options {
+            controllers: true,
+            address: Some(API_ADDRESS),
+            nodes: topology.nodes.iter().map(|n| n.name.clone()).collect(),
+        },
+    )?;
+    let _ = writeln!(
+        out,
+        "    control plane: etcd, kube-apiserver {}, controller manager, scheduler in {netns} ({:.1} s)",
+        cp.server(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(Plane { cp, netns })
+}
+
+/// A node's files as its operating system and kubelet leave them: the reference plugins in `/opt/cni/bin` (as
+/// the containernetworking-plugins package installs them), the kubelet's kubeconfig.
+pub fn node_files(plane: &Plane, node: &mut NodeState, reference: &Path) -> Result<(), Error> {
+    let bin = node.dir.join("opt-cni-bin");
+    let entries = std::fs::read_dir(reference).map_err(|e| Error::io(reference, e))?;
+    for e in entries.flatten() {
+        let link = bin.join(e.file_name());
+        std::os::unix::fs::symlink(e.path(), &link).map_err(|err| Error::io(&link, err))?;
+    }
+    let kubeconfig = node.dir.join("kubernetes").join("kubelet.conf");
+    std::fs::copy(plane.node_kubeconfig(&node.name), &kubeconfig)
+        .map_err(|e| Error::io(&kubeconfig, e))?;
+    node.cni_bin = Some(bin);
+    Ok(())
+}
+
+/// The rest of `up`: the control plane's processes recorded, the manifests applied, the substitutions, the lab's
+/// own pods, the kubelet started, and every pod waited for.
+pub fn finish(
+    mut state: State,
+    up: &crate::build::UpOptions,
+    plane: Plane,
+    topology: &Topology,
+    has_ipvlan: bool,
+    out: &mut dyn Write,
+) -> Result<State, Error> {
+    let Some(opts) = &up.control_plane else {
+        return Ok(state);
+    };
+    let manifests = Path::new(&up.manifests);
+    let index2ip = up.index2ip.as_path();
+    let admin = Kubectl::new(
+        &opts.peers.join("kubectl"),
+        &plane.cp.kubeconfig(),
+        &state.dir.join("cp/kube-cache"),
+    )
+    .in_netns(&plane.netns);
+    let server = plane.cp.server().to_owned();
+    let kubeconfig = plane.cp.kubeconfig();
+    let ca = plane.cp.ca();
+    let node_kubeconfigs: Vec<PathBuf> = topology
+        .nodes
+        .iter()
+        .map(|n| plane.node_kubeconfig(&n.name))
+        .collect();
+    let netns = plane.netns.clone();
+    for (name, pid) in plane.cp.detach() {
+        // comm is cut to 15 bytes.
+        let comm: String = name.chars().take(15).collect();
+        state.created.push(Resource::Process { pid, comm });
+    }
+    state.save()?;
+    let in_cp = |args: &[&str]| admin.run(args, None);
+    let started = Instant::now();
+    apply(manifests, &in_cp)?;
+    let _ = writeln!(
+        out,
+        "    applied {} (CRDs first, then the rest) in {:.1} s",
+        manifests.display(),
+        started.elapsed().as_secs_f64()
+    );
+    let mut notes = substitute(&in_cp, has_ipvlan)?;
+    state.substitutions.append(&mut notes);
+    lab_pods(&in_cp, topology)?;
+
+    let sources = Sources {
+        peers: opts.peers.clone(),
+        project: vec![
+            ("index2ip".into(), index2ip.to_owned()),
+            ("cni-shim".into(), opts.shim.clone()),
+        ],
+        install_script: state.dir.join("install.sh"),
+    };
+    std::fs::write(&sources.install_script, crate::images::INSTALL_SCRIPT)
+        .map_err(|e| Error::io(&sources.install_script, e))?;
+    let config = Config {
+        kubectl: opts.peers.join("kubectl"),
+        admin_kubeconfig: kubeconfig.clone(),
+        ca: ca.clone(),
+        kube_cache: state.dir.join("cp/kube-cache"),
+        api_netns: netns,
+        api_host: API_ADDRESS.to_string(),
+        api_port: control_plane::API_PORT,
+        nodes: topology
+            .nodes
+            .iter()
+            .zip(node_kubeconfigs)
+            .map(|(n, kubeconfig)| NodeConfig {
+                name: n.name.clone(),
+                labels: n
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .chain([
+                        ("kubernetes.io/hostname".into(), n.name.clone()),
+                        ("kubernetes.io/os".into(), "linux".into()),
+                    ])
+                    .collect(),
+                addresses: std::iter::once(topology.node_address(n).to_string())
+                    .chain(topology.node_address6(n).map(|a| a.to_string()))
+                    .collect(),
+                kubeconfig,
+            })
+            .collect(),
+        sources,
+    };
+    let path = Config::path(&state.dir);
+    let text = serde_json::to_vec_pretty(&config).map_err(|e| Error::State {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
+    state.complete = true;
+    state.save()?;
+    start_kubelet(&state)?;
+    let _ = writeln!(
+        out,
+        "    the lab's kubelet runs every node (log: {})",
+        state.dir.join("kubelet.log").display()
+    );
+    let host = state.dir.join(crate::forward::HOST_KUBECONFIG);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !host.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = writeln!(
+        out,
+        "    API server {server}; from this machine: kubectl --kubeconfig {} (netlab kubeconfig --name {})",
+        host.display(),
+        state.name
+    );
+    wait_for_pods(&in_cp, topology, out)?;
+    let state = State::load(&state.name)?.unwrap_or(state);
+    Ok(state)
+}
+
+/// The documented sequence (scripts/apply.sh): the CRDs, established, then the rest.
+fn apply(
+    manifests: &Path,
+    kubectl: &dyn Fn(&[&str]) -> Result<String, Error>,
+) -> Result<(), Error> {
+    let crds = manifests.join("crds");
+    let dir = manifests.to_str().unwrap_or_default();
+    kubectl(&["apply", "-k", crds.to_str().unwrap_or_default()])?;
+    kubectl(&[
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/network-attachment-definitions.k8s.cni.cncf.io",
+    ])?;
+    kubectl(&["apply", "-k", dir])?;
+    Ok(())
+}
+
+/// What the lab must change in the applied objects to run here, each said: flannel's CNI plugin is v0.9.1 (the
+/// module proxy refuses flannel-io/cni-plugin), which speaks CNI up to 0.4.0, so the flannel configurations run at
+/// 0.4.0; without ipvlan in the kernel, the index networks run macvlan on the same master.
+fn substitute(
+    kubectl: &dyn Fn(&[&str]) -> Result<String, Error>,
+    has_ipvlan: bool,
+) -> Result<Vec<String>, Error> {
+    let mut notes = Vec::new();
+    let nads: Value = serde_json::from_str(&kubectl(&[
+        "get",
+        "network-attachment-definitions",
+        "-A",
+        "-o",
+        "json",
+    ])?)
+    .map_err(|e| Error::Command {
+        command: "kubectl get network-attachment-definitions".into(),
+        reason: e.to_string(),
+    })?;
+    let mut flannel = Vec::new();
+    let mut macvlan = Vec::new();
+    for nad in nads["items"].as_array().into_iter().flatten() {
+        let (Some(name), Some(ns), Some(config)) = (
+            nad["metadata"]["name"].as_str(),
+            nad["metadata"]["namespace"].as_str(),
+            nad["spec"]["config"].as_str(),
+        ) else {
+            continue;
+        };
+        let Ok(mut conf) = serde_json::from_str::<Value>(config) else {
+            continue;
+        };
+        let changed_flannel = flannel_at_040(&mut conf);
+        let changed_ipvlan = !has_ipvlan && ipvlan_to_macvlan(&mut conf);
+        if changed_flannel {
+            flannel.push(name.to_owned());
+        }
+        if changed_ipvlan {
+            macvlan.push(name.to_owned());
+        }
+        if changed_flannel || changed_ipvlan {
+            let patch = json!({"spec": {"config": serde_json::to_string_pretty(&conf).unwrap_or_default()}});
+            kubectl(&[
+                "patch",
+                "network-attachment-definitions",
+                name,
+                "-n",
+                ns,
+                "--type=merge",
+                "-p",
+                &patch.to_string(),
+            ])?;
+        }
+    }
+    // Virtual nodes' configuration comes from flannel's ConfigMap, written to each node by its init container.
+    if let Ok(text) = kubectl(&[
+        "get",
+        "configmap",
+        "kube-flannel-cfg",
+        "-n",
+        "kube-system",
+        "-o",
+        "json",
+    ]) {
+        let cm: Value = serde_json::from_str(&text).unwrap_or_default();
+        if let Some(Ok(mut conf)) = cm["data"]["cni-conf.json"]
+            .as_str()
+            .map(serde_json::from_str::<Value>)
+        {
+            if flannel_at_040(&mut conf) {
+                flannel.push("configmap kube-flannel-cfg".into());
+                let patch = json!({"data": {"cni-conf.json": serde_json::to_string_pretty(&conf).unwrap_or_default()}});
+                kubectl(&[
+                    "patch",
+                    "configmap",
+                    "kube-flannel-cfg",
+                    "-n",
+                    "kube-system",
+                    "--type=merge",
+                    "-p",
+                    &patch.to_string(),
+                ])?;
+            }
+        }
+    }
+    if !flannel.is_empty() {
+        notes.push(format!(
+            "flannel's CNI plugin here is containernetworking/plugins v0.9.1 (the module proxy refuses flannel-io/cni-plugin), which speaks CNI up to 0.4.0: {} run at cniVersion 0.4.0",
+            flannel.join(", ")
+        ));
+    }
+    if !macvlan.is_empty() {
+        notes.push(format!(
+            "this kernel has no ipvlan: {} run macvlan (bridge mode) on the same master, set in the API's objects",
+            macvlan.join(", ")
+        ));
+    }
+    Ok(notes)
+}
+
+/// Lowers a flannel chain to 0.4.0; true when it changed.
+fn flannel_at_040(conf: &mut Value) -> bool {
+    let is_flannel = conf["plugins"]
+        .as_array()
+        .and_then(|p| p.first())
+        .is_some_and(|p| p["type"] == "flannel")
+        || conf["type"] == "flannel";
+    if is_flannel && conf["cniVersion"] != "0.4.0" {
+        conf["cniVersion"] = "0.4.0".into();
+        return true;
+    }
+    false
+}
+
+/// ipvlan (L2) to macvlan (bridge) on the same master; true when it changed.
+fn ipvlan_to_macvlan(conf: &mut Value) -> bool {
+    let mut changed = false;
+    let plugins: Vec<&mut Value> = match conf.get_mut("plugins").and_then(Value::as_array_mut) {
+        Some(list) => list.iter_mut().collect(),
+        None => vec![conf],
+    };
+    for p in plugins {
+        if p["type"] == "ipvlan" {
+            p["type"] = "macvlan".into();
+            p["mode"] = "bridge".into();
+            changed = true;
+        }
+    }
+    changed
+}
+
+/// The lab's own pods, bare, on their nodes: a plain pod per node (no network annotations) and the topology's.
+/// Their image runs nothing here; only their network is under test.
+fn lab_pods(
+    kubectl: &dyn Fn(&[&str]) -> Result<String, Error>,
+    topology: &Topology,
+) -> Result<(), Error> {
+    let pod = |name: &str, namespace: &str, node: &str, annotations: Value| {
+        json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": name, "namespace": namespace, "annotations": annotations,
+                            "labels": {"app.kubernetes.io/managed-by": "netlab"}},
+               "spec": {"nodeName": node, "containers": [{"name": "main", "image": "netlab.invalid/none:0"}],
+                        "tolerations": [{"operator": "Exists"}]}})
+    };
+    let mut items: Vec<Value> = topology
+        .nodes
+        .iter()
+        .map(|n| pod(&format!("plain-{}", n.name), "default", &n.name, json!({})))
+        .collect();
+    for p in &topology.pods {
+        items.push(pod(&p.name, &p.namespace, &p.node, json!(p.annotations)));
+    }
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": items});
+    let file = std::env::temp_dir().join(format!("netlab-pods-{}.json", std::process::id()));
+    std::fs::write(&file, list.to_string()).map_err(|e| Error::io(&file, e))?;
+    let made = kubectl(&["create", "-f", file.to_str().unwrap_or_default()]);
+    let _ = std::fs::remove_file(&file);
+    made.map(drop)
+}
+
+/// Starts `netlab internal kubelet NAME` in the background, in a process group of its own (an interrupted `up`
+/// does not take it down; `down` does).
+fn start_kubelet(state: &State) -> Result<(), Error> {
+    let exe = std::env::current_exe().map_err(Error::OwnExecutable)?;
+    let log_path = state.dir.join("kubelet.log");
+    let log = std::fs::File::create(&log_path).map_err(|e| Error::io(&log_path, e))?;
+    let err = log.try_clone().map_err(|e| Error::io(&log_path, e))?;
+    std::process::Command::new(&exe)
+        .args(["internal", "kubelet", &state.name])
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(err)
+        .process_group(0)
+        .spawn()
+        .map_err(|source| Error::Run {
+            program: exe.display().to_string(),
+            source,
+        })?;
+    Ok(())
+}
+
+/// Until every DaemonSet has its pods ready and every pod on a labelled node runs (or [`PODS_WITHIN`] passes),
+/// with a line of progress when the count changes. Pods on a node without an `mlab/type` label never get a
+/// network (no DaemonSet gives the node a CNI configuration): they are named, not waited for.
+fn wait_for_pods(
+    kubectl: &dyn Fn(&[&str]) -> Result<String, Error>,
+    topology: &Topology,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    let unlabelled: Vec<&str> = topology
+        .nodes
+        .iter()
+        .filter(|n| Topology::node_type(n).is_none())
+        .map(|n| n.name.as_str())
+        .collect();
+    let labelled =
+        |node: &str| topology.nodes.iter().any(|t| t.name == node) && !unlabelled.contains(&node);
+    let started = Instant::now();
+    let mut last = String::new();
+    let json = |args: &[&str]| -> Value {
+        kubectl(args)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default()
+    };
+    loop {
+        let pods = json(&["get", "pods", "-A", "-o", "json"]);
+        let daemonsets = json(&["get", "daemonsets", "-A", "-o", "json"]);
+        let items = pods["items"].as_array().cloned().unwrap_or_default();
+        let name = |p: &Value| {
+            format!(
+                "{}/{}",
+                p["metadata"]["namespace"].as_str().unwrap_or_default(),
+                p["metadata"]["name"].as_str().unwrap_or_default()
+            )
+        };
+        let ours: Vec<&Value> = items
+            .iter()
+            .filter(|p| p["spec"]["nodeName"].as_str().is_some_and(labelled))
+            .collect();
+        let running = ours
+            .iter()
+            .filter(|p| p["status"]["phase"] == "Running")
+            .count();
+        let ds = daemonsets["items"].as_array().cloned().unwrap_or_default();
+        let ds_ready = !ds.is_empty()
+            && ds.iter().all(|d| {
+                let s = &d["status"];
+                s["desiredNumberScheduled"] == s["numberReady"]
+                    && s["desiredNumberScheduled"] == s["currentNumberScheduled"]
+                    && s["observedGeneration"] == d["metadata"]["generation"]
+            });
+        let line = format!(
+            "{running} of {} pods running on the labelled nodes",
+            ours.len()
+        );
+        if line != last {
+            let _ = writeln!(out, "    {line} ({:.1} s)", started.elapsed().as_secs_f64());
+            last = line;
+        }
+        let timed_out = started.elapsed() > PODS_WITHIN;
+        if (ds_ready && running == ours.len()) || timed_out {
+            if timed_out {
+                let waiting: Vec<String> = ours
+                    .iter()
+                    .filter(|p| p["status"]["phase"] != "Running")
+                    .map(|p| name(p))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "NOTE: after {} s, not running: {}",
+                    PODS_WITHIN.as_secs(),
+                    waiting.join(", ")
+                );
+            }
+            for node in &unlabelled {
+                let stranded: Vec<String> = items
+                    .iter()
+                    .filter(|p| p["spec"]["nodeName"] == *node)
+                    .map(name)
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "NOTE: node {node} has no mlab/type label: no DaemonSet gives it a CNI configuration, so its pods \
+                     never get a network ({})",
+                    if stranded.is_empty() { "none scheduled".to_owned() } else { stranded.join(", ") }
+                );
+            }
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}

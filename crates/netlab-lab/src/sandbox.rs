@@ -1,0 +1,203 @@
+//! A pod's sandbox as containerd makes one: a network namespace, and CNI ADD with the node's configuration.
+//!
+//! - The configuration is the first file of the node's `/etc/cni/net.d` in name order with a `.conf`,
+//!   `.conflist` or `.json` name, a single plugin's configuration read as a chain of one (libcni's `ConfFiles`
+//!   and `ConfListFromConf`, with containerd's one network). None yet: the node's network is not ready, and the
+//!   pod waits, as kubelet keeps it in `ContainerCreating`.
+//! - The call: `CNI_CONTAINERID` a new sandbox's 64 hex digits, `CNI_IFNAME=eth0`, `CNI_ARGS` with
+//!   `IgnoreUnknown`, `K8S_POD_NAMESPACE`, `K8S_POD_NAME`, `K8S_POD_INFRA_CONTAINER_ID` and `K8S_POD_UID`,
+//!   `CNI_PATH` the node's `/opt/cni/bin`; the plugins run in the node's network and mount namespaces.
+//! - A failed ADD is undone with DEL and the namespace removed; the caller tries again with a new sandbox.
+//!
+//! The portMappings capability (hostPort) is not passed yet: no pod of the manifests asks for one.
+
+use std::io::Read;
+use std::path::Path;
+use std::sync::Mutex;
+
+use cni::{CniResult, Command};
+use netlab_model::cniconf::NetworkConfig;
+
+use crate::kube::Pod;
+use crate::runtime::Runtime;
+use crate::state::{Attachment, NodeState, PodState, Resource, State};
+use crate::sys;
+
+/// The file extensions libcni reads in a configuration directory.
+const EXTENSIONS: [&str; 3] = ["conf", "conflist", "json"];
+
+/// The node's CNI configuration, as containerd picks it: `(file name, configuration)`; `Err` says why there is
+/// none to use.
+pub fn node_config(net_d: &Path) -> Result<(String, NetworkConfig), String> {
+    let mut names: Vec<String> = std::fs::read_dir(net_d)
+        .map_err(|e| format!("cannot read {}: {e}", net_d.display()))?
+        .flatten()
+        .filter(|e| e.path().is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| {
+            Path::new(n)
+                .extension()
+                .is_some_and(|x| EXTENSIONS.iter().any(|e| x == *e))
+        })
+        .collect();
+    names.sort();
+    let Some(first) = names.into_iter().next() else {
+        return Err(format!(
+            "network not ready: no CNI configuration in {} (the node's /etc/cni/net.d)",
+            net_d.display()
+        ));
+    };
+    let path = net_d.join(&first);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let list =
+        NetworkConfig::parse(&text).map_err(|e| format!("{}: {}", path.display(), e.message))?;
+    Ok((first, list))
+}
+
+/// 64 random hex digits, as a container id.
+fn new_container_id() -> Result<String, String> {
+    let mut random = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut random))
+        .map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
+    Ok(random.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Makes a new sandbox for `pod` on `node` and runs ADD: fills `record` (its namespace, sandbox id, the
+/// attachment) and returns the pod's addresses. Each namespace is recorded in the state before it is made.
+pub fn create(
+    state: &Mutex<State>,
+    node: &NodeState,
+    pod: &Pod,
+    record: &mut PodState,
+) -> Result<Vec<String>, String> {
+    let (file, list) = node_config(&node.dir.join("net.d"))?;
+    let id = new_container_id()?;
+    {
+        let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+        let plain = format!("{}-{}", state.name, pod.metadata.name);
+        let netns = if sys::netns_path(&plain).exists() {
+            format!("{plain}-{}", &id[..8])
+        } else {
+            plain
+        };
+        record.netns = netns.clone();
+        record.sandbox = Some(id.clone());
+        record.attachments = vec![Attachment {
+            network: format!("{file} (the node's CNI configuration)"),
+            ifname: "eth0".into(),
+            default: true,
+            conflist: Some(list.clone()),
+            ..Attachment::default()
+        }];
+        // Recorded before it exists; the pod itself with its new sandbox, one record per pod.
+        state.created.push(Resource::Netns { name: netns });
+        match state.pods.iter_mut().find(|p| p.same_pod(record)) {
+            Some(slot) => *slot = record.clone(),
+            None => state.pods.push(record.clone()),
+        }
+        state.save().map_err(|e| e.to_string())?;
+    }
+    sys::add_netns(std::slice::from_ref(&record.netns), &[]).map_err(|e| e.to_string())?;
+    let runtime = node_runtime();
+    let started = std::time::Instant::now();
+    match runtime.invocation(node, record, "eth0").add_chain(&list) {
+        Ok(result) => {
+            let ips = addresses(&result);
+            if let Some(a) = record.attachments.first_mut() {
+                a.add_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                a.result = Some(result);
+            }
+            Ok(ips)
+        }
+        Err(e) => {
+            let failures = del(node, record);
+            let _ = sys::remove_netns(&record.netns);
+            let mut msg = format!("ADD with {file} failed: {e}");
+            for f in failures {
+                msg.push_str(&format!("; then {f}"));
+            }
+            if let Some(a) = record.attachments.first_mut() {
+                a.error = Some(msg.clone());
+            }
+            Err(msg)
+        }
+    }
+}
+
+/// The runtime of a node with its own plugins: [`Runtime::invocation`] puts the node's CNI bin dir on CNI_PATH.
+fn node_runtime() -> Runtime {
+    Runtime {
+        cni_path: Vec::new(),
+        has_ipvlan: true,
+        flannel_network: None,
+    }
+}
+
+/// DEL for the sandbox, with the configuration ADD ran; returns the failures.
+fn del(node: &NodeState, pod: &PodState) -> Vec<String> {
+    let runtime = node_runtime();
+    let mut failures = Vec::new();
+    for a in &pod.attachments {
+        let Some(list) = &a.conflist else { continue };
+        if let Err(e) = runtime.invocation(node, pod, &a.ifname).finish_chain(
+            Command::Del,
+            list,
+            a.result.as_ref(),
+        ) {
+            failures.push(format!("DEL failed: {e}"));
+        }
+    }
+    failures
+}
+
+/// Takes a pod's sandbox down: DEL, then its namespace. Returns what failed.
+pub fn remove(_state: &State, node: &NodeState, pod: &PodState) -> Vec<String> {
+    let mut failures = del(node, pod);
+    if let Err(e) = sys::remove_netns(&pod.netns) {
+        failures.push(e.to_string());
+    }
+    failures
+}
+
+/// A result's addresses, without their prefix lengths.
+pub fn addresses(result: &CniResult) -> Vec<String> {
+    result
+        .ips
+        .iter()
+        .map(|i| i.address.addr().to_string())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_file_by_name_with_a_cni_extension_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(node_config(dir.path())
+            .unwrap_err()
+            .contains("network not ready"));
+        std::fs::write(dir.path().join("README"), "not a config").unwrap();
+        std::fs::create_dir(dir.path().join("00-dir.conf")).unwrap();
+        std::fs::write(
+            dir.path().join("10-flannel.conflist"),
+            r#"{"cniVersion":"0.4.0","name":"flannel","plugins":[{"type":"flannel"}]}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("00-multus.conf"),
+            r#"{"cniVersion":"1.0.0","name":"multus-cni-network","type":"multus"}"#,
+        )
+        .unwrap();
+        let (file, list) = node_config(dir.path()).unwrap();
+        assert_eq!(file, "00-multus.conf");
+        assert_eq!(list.plugins.len(), 1);
+        std::fs::write(dir.path().join("00-multus.conf"), "{").unwrap();
+        assert!(node_config(dir.path())
+            .unwrap_err()
+            .contains("00-multus.conf"));
+    }
+}

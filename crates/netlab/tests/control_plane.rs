@@ -1,0 +1,236 @@
+//! The lab on the real control plane (root, the upstream peers): etcd, kube-apiserver, the controller manager and
+//! the scheduler from `scripts/upstream.sh`; the DaemonSets' pods run the real flanneld, multus's thin_entrypoint
+//! and the installer; every other pod gets its network through the real multus and flannel plugins. netlab plays
+//! only each node's kubelet and container runtime.
+//!
+//! One lab, brought up once, answers every question: what the API says (each pod running with the address the
+//! pod's namespace holds, each multus pod's network-status annotation written by multus, each node's /26 pod CIDR
+//! given by the controller manager), what `check` says, and that `down` leaves no namespace, file or process.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+use crate::util::{root, skip};
+
+const TEST: &str = "control_plane::the_lab_on_the_real_control_plane";
+
+fn netlab() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_netlab"))
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The peers' directory, or why there is none.
+fn peers() -> Result<PathBuf, String> {
+    let dir = test_support::upstream_bin()
+        .ok_or("the upstream peers are not built: run scripts/upstream.sh (or set UPSTREAM_BIN)")?;
+    let missing: Vec<&str> = [
+        "etcd",
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "kubectl",
+        "flanneld",
+        "install-conf",
+        "flannel",
+        "multus",
+        "thin_entrypoint",
+    ]
+    .into_iter()
+    .filter(|b| !dir.join(b).is_file())
+    .collect();
+    if missing.is_empty() {
+        Ok(dir)
+    } else {
+        Err(format!(
+            "{} lacks {}: run scripts/upstream.sh",
+            dir.display(),
+            missing.join(", ")
+        ))
+    }
+}
+
+fn lab(name: &str, args: &[&str]) -> Output {
+    Command::new(netlab())
+        .current_dir(root())
+        .args(args)
+        .args(["--name", name])
+        .output()
+        .unwrap()
+}
+
+/// Processes whose command line names the lab's directory or the peers (the control plane, flanneld, multus).
+fn processes_of(name: &str, peers: &Path) -> Vec<String> {
+    let dir = format!("/run/netlab/{name}/");
+    let peers = peers.display().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            (cmdline.contains(&dir) || cmdline.contains(&peers)).then_some(cmdline)
+        })
+        .collect()
+}
+
+/// Takes the lab down however the test ends, and says what it left.
+struct Guard {
+    name: String,
+    peers: PathBuf,
+}
+
+impl Guard {
+    fn down(&self) -> (Output, Vec<String>) {
+        let out = lab(&self.name, &["down"]);
+        let mut left = crate::util::namespaces_of(&self.name);
+        left.extend(processes_of(&self.name, &self.peers));
+        if Path::new("/run/netlab").join(&self.name).exists() {
+            left.push(format!("/run/netlab/{}", self.name));
+        }
+        (out, left)
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let (_, left) = self.down();
+        if !left.is_empty() {
+            eprintln!("left behind: {left:?}");
+        }
+    }
+}
+
+#[test]
+fn the_lab_on_the_real_control_plane() {
+    if !crate::util::is_root() {
+        return skip(
+            TEST,
+            "needs root: the lab creates network namespaces and mounts",
+        );
+    }
+    let peers = match peers() {
+        Ok(p) => p,
+        Err(why) => return skip(TEST, &why),
+    };
+    let name = format!("cp{}", std::process::id() % 10_000);
+    let guard = Guard {
+        name: name.clone(),
+        peers: peers.clone(),
+    };
+    let control_plane = format!("--control-plane={}", peers.display());
+    let up = lab(&name, &["up", &control_plane]);
+    let up_text = text(&up);
+    assert!(up.status.success(), "{up_text}");
+    assert!(up_text.contains("26 of 26 pods running"), "{up_text}");
+    assert!(
+        up_text.contains("node bare1 has no mlab/type label"),
+        "{up_text}"
+    );
+
+    // What the API says, through the host's port, as an operator runs kubectl.
+    let kubeconfig = lab(&name, &["kubeconfig"]);
+    assert!(kubeconfig.status.success(), "{}", text(&kubeconfig));
+    let kubeconfig = String::from_utf8_lossy(&kubeconfig.stdout)
+        .trim()
+        .to_owned();
+    let kubectl = |args: &[&str]| -> Value {
+        let out = Command::new(peers.join("kubectl"))
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(args)
+            .args(["-o", "json"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "kubectl {args:?}: {}", text(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let nodes = kubectl(&["get", "nodes"]);
+    let nodes = nodes["items"].as_array().unwrap();
+    assert_eq!(nodes.len(), 6);
+    let mut cidrs = Vec::new();
+    for n in nodes {
+        let cidr = n["spec"]["podCIDR"].as_str().unwrap_or_default();
+        assert!(
+            cidr.starts_with("192.168.") && cidr.ends_with("/26"),
+            "{}: {cidr:?}",
+            n["metadata"]["name"]
+        );
+        cidrs.push(cidr.to_owned());
+    }
+    cidrs.sort();
+    cidrs.dedup();
+    assert_eq!(cidrs.len(), 6, "{cidrs:?}");
+
+    // Every pod on a labelled node runs with the address its namespace holds; each on a physical node carries
+    // multus's network-status, with net1 exactly where it asked for an index network.
+    let status = text(&lab(&name, &["status"]));
+    let pods = kubectl(&["get", "pods", "-A"]);
+    let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
+    for p in pods["items"].as_array().unwrap() {
+        let pod = p["metadata"]["name"].as_str().unwrap();
+        let node = p["spec"]["nodeName"].as_str().unwrap_or_default();
+        if node == "bare1" {
+            assert_eq!(p["status"]["phase"], "Pending", "{pod}");
+            continue;
+        }
+        assert_eq!(p["status"]["phase"], "Running", "{pod}");
+        let ip = p["status"]["podIP"].as_str().unwrap();
+        if p["spec"]["hostNetwork"] == true {
+            *by_kind.entry("host network").or_default() += 1;
+            continue;
+        }
+        let line = status
+            .lines()
+            .find(|l| l.contains(pod) && l.contains(" eth0 "))
+            .unwrap_or_else(|| panic!("{pod} has no eth0 in status:\n{status}"));
+        assert!(line.contains(&format!("{ip}/")), "{pod} {ip}: {line}");
+        if !node.starts_with("mlab") {
+            continue;
+        }
+        let annotations = &p["metadata"]["annotations"];
+        let network_status: Value = serde_json::from_str(
+            annotations["k8s.v1.cni.cncf.io/network-status"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{pod}: no network-status annotation")),
+        )
+        .unwrap();
+        let asked = annotations["k8s.v1.cni.cncf.io/networks"]
+            .as_str()
+            .is_some_and(|n| n.contains("index"));
+        let has_net1 = network_status
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["interface"] == "net1");
+        assert_eq!(asked, has_net1, "{pod}: {network_status}");
+        *by_kind
+            .entry(if asked {
+                "index network"
+            } else {
+                "flannel only"
+            })
+            .or_default() += 1;
+    }
+    assert_eq!(by_kind.get("host network"), Some(&13), "{by_kind:?}");
+    assert_eq!(by_kind.get("index network"), Some(&8), "{by_kind:?}");
+
+    let check = lab(&name, &["check"]);
+    assert!(check.status.success(), "{}", text(&check));
+
+    let (down, left) = guard.down();
+    assert!(down.status.success(), "{}", text(&down));
+    assert!(left.is_empty(), "left behind: {left:?}\n{}", text(&down));
+}
