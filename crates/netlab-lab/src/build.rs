@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
@@ -29,6 +29,20 @@ pub const NODE_DIRS: [(&str, &str); 5] = [
 /// The file in [`RUN_DIR`] listing the host directories labs created for [`NODE_DIRS`], removed with it by the last
 /// lab down (removing one earlier would unmount it in the other labs' node namespaces).
 pub const CREATED_MARKER: &str = "created-host-dirs";
+
+/// The internet client: an address of TEST-NET-3 and of the documentation prefix, behind the site router, so
+/// that every answer a pod gives it follows the pod's own default route.
+pub const WAN_CLIENT: [IpAddr; 2] = [
+    IpAddr::V4(Ipv4Addr::new(203, 0, 113, 2)),
+    IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 2)),
+];
+/// The site router's addresses on the internet client's link.
+pub const WAN_ROUTER: [IpAddr; 2] = [
+    IpAddr::V4(Ipv4Addr::new(203, 0, 113, 1)),
+    IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 1)),
+];
+/// The prefix length of the internet client's link, per family.
+const WAN_PREFIX: [u8; 2] = [24, 64];
 
 /// How to bring a lab up.
 #[derive(Debug, Clone)]
@@ -107,6 +121,12 @@ pub fn up(
     cluster: &Cluster,
     out: &mut dyn Write,
 ) -> Result<State, Error> {
+    if opts.control_plane.is_some() && opts.shim.is_some() {
+        return Err(Error::NotWithControlPlane {
+            option: "--trace",
+            why: "the installer DaemonSet puts cni-shim on the nodes; `cni-shim enable` there records the calls",
+        });
+    }
     let mut state = begin(opts)?;
     let dir = state.dir.clone();
 
@@ -121,6 +141,7 @@ pub fn up(
         opts.reference_dir.display()
     );
     let real = opts.control_plane.as_ref();
+
     let bin = plugin_dir(&dir, opts)?;
     if opts.shim.is_some() {
         let _ = writeln!(
@@ -139,6 +160,14 @@ pub fn up(
     let planned = if real.is_some() { None } else { Some(cluster) };
     namespaces_free(&state, &node_netns, topology, planned)?;
     let (mut switch, node_links) = site(&mut state, topology, &node_netns)?;
+    if let Some(net) = topology.site.ipv6 {
+        crate::ra::start(&state, &net.trunc().to_string())?;
+        let _ = writeln!(
+            out,
+            "    the router advertises {} on the site every second",
+            net.trunc()
+        );
+    }
     let plane = match real {
         Some(r) => Some(crate::real::start_control_plane(
             &mut state, r, topology, out,
@@ -147,10 +176,12 @@ pub fn up(
     };
     let _ = writeln!(
         out,
-        "    site switch {} and internet client {} ({})",
+        "    site switch {}, router {} ({}), internet client {} ({}) behind it",
         state.site_netns,
         state.inet_netns,
-        state.inet_addresses.join(", ")
+        state.inet_addresses.join(", "),
+        state.wan_netns,
+        state.wan_addresses.join(", ")
     );
 
     let mnt = dir.join("mnt");
@@ -231,6 +262,7 @@ fn begin(opts: &UpOptions) -> Result<State, Error> {
         created: vec![Resource::Dir { path: dir.clone() }],
         site_netns: format!("{}-site", opts.name),
         inet_netns: format!("{}-inet", opts.name),
+        wan_netns: format!("{}-wan", opts.name),
         ..State::default()
     };
     {
@@ -327,14 +359,15 @@ fn make_nodes(
     });
     for node in made {
         let node = node?;
-        let _ = writeln!(out, "    {}", node_line(&node));
+        let _ = writeln!(out, "    {}", node_line(&node, real));
         state.nodes.push(node);
     }
     state.save()
 }
 
-/// One line per node for progress: its label, address, CNI configuration and flannel subnet.
-fn node_line(node: &NodeState) -> String {
+/// One line per node for progress: its label, address, CNI configuration and flannel subnet (on the real control
+/// plane, the DaemonSets' pods install both later).
+fn node_line(node: &NodeState, real: bool) -> String {
     let label = node
         .node_type
         .clone()
@@ -343,12 +376,19 @@ fn node_line(node: &NodeState) -> String {
         });
     let cni = match node.cni_configs.first() {
         Some((f, _)) => format!("CNI config {f}"),
+        None if real => "CNI config and flannel: what its DaemonSets' pods install".into(),
         None => "no CNI config".into(),
     };
     let fl = node
         .subnet
         .as_deref()
         .map_or("no flannel".to_owned(), |s| format!("flannel {s}"));
+    if real {
+        return format!(
+            "node {:<8} {:<22} {:<16} {cni}",
+            node.name, label, node.address
+        );
+    }
     format!(
         "node {:<8} {:<22} {:<16} {cni}, {fl}",
         node.name, label, node.address
@@ -596,29 +636,49 @@ fn site(
     t: &Topology,
     node_netns: &[String],
 ) -> Result<(Netlink, Vec<Netlink>), Error> {
-    let (site, inet) = (state.site_netns.clone(), state.inet_netns.clone());
-    let own = [site.clone(), inet.clone()];
-    let all: Vec<&String> = own.iter().chain(node_netns).collect();
-    for ns in &all {
-        state.created.push(Resource::Netns {
-            name: (*ns).clone(),
-        });
+    let (site, router, wan) = (
+        state.site_netns.clone(),
+        state.inet_netns.clone(),
+        state.wan_netns.clone(),
+    );
+    let own = [site.clone(), router.clone(), wan.clone()];
+    for ns in own.iter().chain(node_netns) {
+        state.created.push(Resource::Netns { name: ns.clone() });
     }
     state.save()?;
-    let mut sockets = disown_taken(state, sys::add_netns_for_links(&own, &[]))?.into_iter();
+    // The switch and the internet client hold fixed addresses and are not under test: no duplicate address
+    // detection to wait for. The router forwards both families.
+    let quiet = [("net.ipv6.conf.default.accept_dad", "0")];
+    let mut sockets = disown_taken(
+        state,
+        sys::add_netns_for_links(&[site.clone(), wan.clone()], &quiet),
+    )?
+    .into_iter();
+    let routing = [
+        ("net.ipv6.conf.default.accept_dad", "0"),
+        ("net.ipv4.ip_forward", "1"),
+        ("net.ipv6.conf.all.forwarding", "1"),
+    ];
+    let mut routers = disown_taken(
+        state,
+        sys::add_netns_for_links(std::slice::from_ref(&router), &routing),
+    )?
+    .into_iter();
     let nodes = disown_taken(
         state,
         sys::add_netns_for_links(node_netns, &[("net.ipv4.ip_forward", "1")]),
     )?;
-    let (Some(mut switch), Some(mut client)) = (sockets.next(), sockets.next()) else {
+    let (Some(mut switch), Some(mut client), Some(mut gateway)) =
+        (sockets.next(), sockets.next(), routers.next())
+    else {
         return Err(Error::NoSocket("the site"));
     };
     switch.add_bridge("br0")?;
     let br0 = switch.index("br0")?;
     switch.set_up(br0, None, None)?;
-    client.add_veth("eth0", "pinet", Some(netns_file(&site)?.as_fd()))?;
-    let eth0 = client.index("eth0")?;
-    client.add_address(
+    gateway.add_veth("eth0", "pinet", Some(netns_file(&site)?.as_fd()))?;
+    let eth0 = gateway.index("eth0")?;
+    gateway.add_address(
         eth0,
         t.site.gateway4.into(),
         t.site.ipv4.prefix_len(),
@@ -628,12 +688,27 @@ fn site(
         .inet_addresses
         .push(format!("{}/{}", t.site.gateway4, t.site.ipv4.prefix_len()));
     if let (Some(net), Some(gw)) = (t.site.ipv6, t.site.gateway6) {
-        client.add_address(eth0, gw.into(), net.prefix_len(), true)?;
+        gateway.add_address(eth0, gw.into(), net.prefix_len(), true)?;
         state
             .inet_addresses
             .push(format!("{gw}/{}", net.prefix_len()));
     }
-    client.set_up(eth0, None, None)?;
+    gateway.set_up(eth0, None, None)?;
+    // The internet client, one hop away.
+    gateway.add_veth("wan0", "eth0", Some(netns_file(&wan)?.as_fd()))?;
+    let wan0 = gateway.index("wan0")?;
+    let client_eth0 = client.index("eth0")?;
+    for ((router_addr, client_addr), len) in WAN_ROUTER.iter().zip(WAN_CLIENT).zip(WAN_PREFIX) {
+        let v6 = router_addr.is_ipv6();
+        gateway.add_address(wan0, *router_addr, len, v6)?;
+        client.add_address(client_eth0, client_addr, len, v6)?;
+        state.wan_addresses.push(format!("{client_addr}/{len}"));
+    }
+    gateway.set_up(wan0, None, None)?;
+    client.set_up(client_eth0, None, None)?;
+    for router_addr in WAN_ROUTER {
+        client.add_route(None, router_addr, None, false)?;
+    }
     state.save()?;
     Ok((switch, nodes))
 }
@@ -650,7 +725,8 @@ fn namespaces_free(
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
     let mut own = vec![
         (state.site_netns.clone(), "the site switch".to_owned()),
-        (state.inet_netns.clone(), "the internet client".to_owned()),
+        (state.inet_netns.clone(), "the site router".to_owned()),
+        (state.wan_netns.clone(), "the internet client".to_owned()),
     ];
     if cluster.is_none() {
         own.push((format!("{}-cp", state.name), "the control plane".to_owned()));

@@ -41,14 +41,20 @@ pub struct Row {
 }
 
 /// The columns, in order.
-pub const COLUMNS: [&str; 6] = [
+pub const COLUMNS: [&str; 8] = [
     "flannel-local",
     "flannel-remote",
     "net1",
     "public-v4",
     "public-v6",
     "index2ip",
+    "egress",
+    "v6-static",
 ];
+
+/// How long `check` lets duplicate address detection run before it calls an address still tentative a failure
+/// (the kernel's default is one probe, one second).
+const DAD_WITHIN: Duration = Duration::from_secs(3);
 
 /// What `check` found.
 #[derive(Debug, Clone, Default)]
@@ -110,7 +116,9 @@ pub fn check(state: &State, exe: &Path, out: &mut dyn Write) -> Result<Report, E
         .iter()
         .filter_map(|p| cluster_address(p).map(|a| (p, a)))
         .collect();
-    let listeners = start_listeners(state, exe)?;
+    let mut listeners = start_listeners(state, exe)?;
+    listeners.extend(start_wan_listeners(state, exe)?);
+    wait_for_dad(state);
     // Pods on their node's network (flanneld, multus, the installer) have no pod network to check.
     let report = Report {
         rows: state
@@ -176,6 +184,9 @@ fn check_pod(state: &State, exe: &Path, pod: &PodState, cluster: &[(&PodState, I
         row.cells
             .insert("index2ip", agrees(node, att.index, &got, &mut row.notes));
     }
+    egress_cell(state, exe, &mut row, pod, indexed, node);
+    v6_cell(&mut row, pod);
+    duplicate_cell(state, &mut row, pod);
     if let Some(e) = &pod.error {
         row.notes.push(e.clone());
         if !row.cells.values().any(|(v, _)| *v == Verdict::Fail) {
@@ -183,6 +194,177 @@ fn check_pod(state: &State, exe: &Path, pod: &PodState, cluster: &[(&PodState, I
         }
     }
     row
+}
+
+/// What the internet sees of the pod's own connections: a pod with a public address must leave through it (its
+/// default route is net1's), any other pod through flanneld's masquerading, from its node's address. Where no
+/// flanneld runs (the emulation) the second is not checked.
+fn egress_cell(
+    state: &State,
+    exe: &Path,
+    row: &mut Row,
+    pod: &PodState,
+    indexed: Option<&Attachment>,
+    node: Option<&crate::state::NodeState>,
+) {
+    if state.wan_netns.is_empty() {
+        return;
+    }
+    let public = indexed
+        .and_then(|a| a.result.as_ref())
+        .map(addresses)
+        .unwrap_or_default();
+    let real_flannel = node.is_some_and(|n| n.cni_bin.is_some());
+    let mut expected: Vec<(IpAddr, IpAddr)> = Vec::new();
+    for client in crate::build::WAN_CLIENT {
+        match public.iter().find(|a| a.is_ipv4() == client.is_ipv4()) {
+            Some(own) => expected.push((client, *own)),
+            None if client.is_ipv4() && real_flannel && cluster_address(pod).is_some() => {
+                if let Some(Ok(addr)) = node.map(|n| n.address.parse::<IpAddr>()) {
+                    expected.push((client, addr));
+                }
+            }
+            None => {}
+        }
+    }
+    if expected.is_empty() {
+        return;
+    }
+    let mut failed = Vec::new();
+    for (client, want) in &expected {
+        match connect(&pod.netns, exe, *client) {
+            Ok(seen) if seen == want.to_string() => {}
+            Ok(seen) => failed.push(format!("to {client}: the internet saw {seen}, not {want}")),
+            Err(e) => failed.push(format!("to {client}: {e}")),
+        }
+    }
+    let cell = if failed.is_empty() {
+        let how = if public.is_empty() {
+            "masq ok"
+        } else {
+            "own ok"
+        };
+        (Verdict::Pass, how.to_owned())
+    } else {
+        row.notes.push(format!("egress {}", failed.join("; ")));
+        (Verdict::Fail, "FAIL".to_owned())
+    };
+    row.cells.insert("egress", cell);
+}
+
+/// The pod's IPv6 as the index network set it, and nothing else: no address still tentative or refused by
+/// duplicate address detection, no route or address a router advertisement put there.
+fn v6_cell(row: &mut Row, pod: &PodState) {
+    if !interfaces(&pod.netns)
+        .iter()
+        .any(|(_, addrs)| addrs.iter().any(|a| a.contains(':')))
+    {
+        return;
+    }
+    let mut wrong = Vec::new();
+    for (what, args) in [
+        ("still tentative", &["-6", "addr", "show", "tentative"][..]),
+        ("refused by DAD", &["-6", "addr", "show", "dadfailed"][..]),
+        ("from an RA (SLAAC)", &["-6", "addr", "show", "dynamic"][..]),
+        (
+            "routes from an RA",
+            &["-6", "route", "show", "proto", "ra"][..],
+        ),
+    ] {
+        let shown = crate::sys::ip_in(&pod.netns, args).unwrap_or_default();
+        let lines: Vec<&str> = shown
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("inet6") || (args[1] == "route" && !l.is_empty()))
+            .collect();
+        if !lines.is_empty() {
+            wrong.push(format!("{what}: {}", lines.join(" | ")));
+        }
+    }
+    let cell = if wrong.is_empty() {
+        (Verdict::Pass, "ok".to_owned())
+    } else {
+        row.notes.push(format!("v6-static: {}", wrong.join("; ")));
+        (Verdict::Fail, "FAIL".to_owned())
+    };
+    row.cells.insert("v6-static", cell);
+}
+
+/// Two pods on one node holding one public address (one index asked for twice): both rows fail, each naming the
+/// other. Real ipvlan refuses the second; macvlan, standing in for it, does not.
+fn duplicate_cell(state: &State, row: &mut Row, pod: &PodState) {
+    let own = public_addresses(pod);
+    let others: Vec<String> = state
+        .pods
+        .iter()
+        .filter(|p| p.node == pod.node && !p.same_pod(pod))
+        .filter(|p| public_addresses(p).iter().any(|a| own.contains(a)))
+        .map(|p| p.name.clone())
+        .collect();
+    if !others.is_empty() {
+        row.notes.push(format!(
+            "holds the same public address as {} on node {}: one index asked for twice",
+            others.join(", "),
+            pod.node
+        ));
+        row.cells
+            .insert("index2ip", (Verdict::Fail, "DUPLICATE".into()));
+    }
+}
+
+fn public_addresses(pod: &PodState) -> Vec<IpAddr> {
+    pod.attachments
+        .iter()
+        .filter(|a| a.index.is_some())
+        .filter_map(|a| a.result.as_ref())
+        .flat_map(addresses)
+        .collect()
+}
+
+/// Waits, [`DAD_WITHIN`] at most, until no pod's address is tentative: a node's workload would not be reached
+/// before that either.
+fn wait_for_dad(state: &State) {
+    let deadline = std::time::Instant::now() + DAD_WITHIN;
+    while std::time::Instant::now() < deadline {
+        let tentative = state.pods.iter().filter(|p| !p.host_network).any(|p| {
+            crate::sys::ip_in(&p.netns, &["-6", "addr", "show", "tentative"])
+                .is_ok_and(|s| s.contains("inet6"))
+        });
+        if !tentative {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The internet client's listeners: each answers with the address it saw the connection come from.
+fn start_wan_listeners(state: &State, exe: &Path) -> Result<Vec<Child>, Error> {
+    if state.wan_netns.is_empty() {
+        return Ok(Vec::new());
+    }
+    crate::build::WAN_CLIENT
+        .iter()
+        .map(|a| listener(&state.wan_netns, exe, SocketAddr::new(*a, PORT), PEER))
+        .collect()
+}
+
+/// What the internet client's listeners are told to answer: the peer's address.
+const PEER: &str = "=peer";
+
+/// `__connect` from `netns` to the internet client: what it answered.
+fn connect(netns: &str, exe: &Path, to: IpAddr) -> Result<String, String> {
+    let out = Command::new("nsenter")
+        .arg(format!("--net={}", crate::sys::netns_path(netns).display()))
+        .arg("--")
+        .arg(exe)
+        .args(["__connect", &SocketAddr::new(to, PORT).to_string()])
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+    }
 }
 
 /// Flannel: the pod at `own` to every other pod with a cluster address, same node and other nodes apart.
@@ -282,35 +464,38 @@ fn start_listeners(state: &State, exe: &Path) -> Result<Vec<Child>, Error> {
             continue;
         };
         for addr in att.result.as_ref().map(addresses).unwrap_or_default() {
-            let mut child = Command::new("nsenter")
-                .arg(format!(
-                    "--net={}",
-                    crate::sys::netns_path(&pod.netns).display()
-                ))
-                .arg("--")
-                .arg(exe)
-                .args([
-                    "__listen",
-                    &SocketAddr::new(addr, PORT).to_string(),
-                    &pod.name,
-                ])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .map_err(|source| Error::Listener {
-                    netns: pod.netns.clone(),
-                    source,
-                })?;
-            // Wait for "ready", so a probe never races the bind.
-            let mut line = String::new();
-            if let Some(stdout) = child.stdout.take() {
-                let _ = BufReader::new(stdout).read_line(&mut line);
-            }
-            children.push(child);
+            children.push(listener(
+                &pod.netns,
+                exe,
+                SocketAddr::new(addr, PORT),
+                &pod.name,
+            )?);
         }
     }
     Ok(children)
+}
+
+/// `__listen ADDR ANSWER` in `netns`, once it is listening.
+fn listener(netns: &str, exe: &Path, addr: SocketAddr, answer: &str) -> Result<Child, Error> {
+    let mut child = Command::new("nsenter")
+        .arg(format!("--net={}", crate::sys::netns_path(netns).display()))
+        .arg("--")
+        .arg(exe)
+        .args(["__listen", &addr.to_string(), answer])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|source| Error::Listener {
+            netns: netns.to_owned(),
+            source,
+        })?;
+    // Wait for "ready", so a probe never races the bind.
+    let mut line = String::new();
+    if let Some(stdout) = child.stdout.take() {
+        let _ = BufReader::new(stdout).read_line(&mut line);
+    }
+    Ok(child)
 }
 
 fn stop_listeners(children: Vec<Child>) {
@@ -321,11 +506,20 @@ fn stop_listeners(children: Vec<Child>) {
 }
 
 /// The internet client connects to `addr` and must hear `pod`'s name back.
+/// Where the internet client is: behind the router (a lab state from before it had one: the router itself).
+fn client_netns(state: &State) -> &str {
+    if state.wan_netns.is_empty() {
+        &state.inet_netns
+    } else {
+        &state.wan_netns
+    }
+}
+
 fn probe(state: &State, exe: &Path, addr: IpAddr, pod: &str) -> Result<(), String> {
     let out = Command::new("nsenter")
         .arg(format!(
             "--net={}",
-            crate::sys::netns_path(&state.inet_netns).display()
+            crate::sys::netns_path(client_netns(state)).display()
         ))
         .arg("--")
         .arg(exe)
@@ -370,9 +564,13 @@ pub fn listen_main(args: &[String]) -> ExitCode {
     let _ = listener.set_nonblocking(true);
     while std::time::Instant::now() < deadline {
         match listener.accept() {
-            Ok((mut s, _)) => {
+            Ok((mut s, peer)) => {
                 let _ = s.set_nonblocking(false);
-                let _ = writeln!(s, "{name}");
+                if name == PEER {
+                    let _ = writeln!(s, "{}", peer.ip());
+                } else {
+                    let _ = writeln!(s, "{name}");
+                }
             }
             Err(_) => std::thread::sleep(Duration::from_millis(5)),
         }

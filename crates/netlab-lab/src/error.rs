@@ -131,6 +131,14 @@ pub enum Error {
     /// `exec` or `vm-exec` without a command.
     #[error("{0} needs a command after --")]
     NoCommand(&'static str),
+    /// An option of the emulation that the real control plane does not take.
+    #[error("{option} does not apply with --control-plane: {why}")]
+    NotWithControlPlane {
+        /// The option.
+        option: &'static str,
+        /// Why, and what to do instead.
+        why: &'static str,
+    },
     /// A lab without a control plane was asked for its API server.
     #[error("lab {0} runs no control plane (bring it up with `netlab up --control-plane`), or its kubelet has not started")]
     NoControlPlane(String),

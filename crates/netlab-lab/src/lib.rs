@@ -44,6 +44,7 @@ pub mod images;
 pub mod kube;
 pub mod kubelet;
 pub mod netlink;
+pub mod ra;
 pub mod real;
 pub mod runtime;
 pub mod sandbox;

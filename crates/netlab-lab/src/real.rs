@@ -81,17 +81,6 @@ pub fn start_control_plane(
         &["addr", "add", &format!("{ROUTER_ADDRESS}/30"), "dev", "cp0"],
     )?;
     sys::ip_in(router, &["link", "set", "cp0", "up"])?;
-    sys::run(
-        "ip",
-        [
-            "netns",
-            "exec",
-            router,
-            "sysctl",
-            "-qw",
-            "net.ipv4.ip_forward=1",
-        ],
-    )?;
     sys::ip_in(
         &netns,
         &["addr", "add", &format!("{API_ADDRESS}/30"), "dev", "eth0"],

@@ -149,10 +149,17 @@ pub struct State {
     pub pods: Vec<PodState>,
     /// The site switch's namespace.
     pub site_netns: String,
-    /// The internet client's namespace.
+    /// The site router's namespace: it holds the block's gateway addresses and routes to the internet client
+    /// (and, on the real control plane, to the control plane).
     pub inet_netns: String,
-    /// The internet client's addresses.
+    /// The site router's addresses on the site.
     pub inet_addresses: Vec<String>,
+    /// The internet client's namespace: off-link, behind the site router, as the internet is.
+    #[serde(default)]
+    pub wan_netns: String,
+    /// The internet client's addresses.
+    #[serde(default)]
+    pub wan_addresses: Vec<String>,
     /// What the lab had to change to run here (ipvlan swapped for macvlan), said in every output.
     pub substitutions: Vec<String>,
     /// Whether `up` finished.

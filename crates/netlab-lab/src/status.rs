@@ -142,6 +142,7 @@ pub fn print(state: &State, out: &mut dyn Write) {
             ": up did not finish; run `netlab down`"
         }
     );
+    control_plane_line(state, out);
     let _ = writeln!(
         out,
         "{:<8} {:<20} {:<24} {:<10} {:<15} ADDRESSES",
@@ -189,6 +190,31 @@ pub fn print(state: &State, out: &mut dyn Write) {
     for s in &state.substitutions {
         let _ = writeln!(out, "NOTE: {s}");
     }
+}
+
+/// On the real control plane: the API server's address and version, and how to reach it from this machine.
+fn control_plane_line(state: &State, out: &mut dyn Write) {
+    let Ok(text) = std::fs::read(crate::kubelet::Config::path(&state.dir)) else {
+        return;
+    };
+    let Ok(config) = serde_json::from_slice::<crate::kubelet::Config>(&text) else {
+        return;
+    };
+    let host = state.dir.join(crate::forward::HOST_KUBECONFIG);
+    let version = crate::kube::Kubectl::new(&config.kubectl, &host, &config.kube_cache)
+        .run(&["version", "-o", "json"], None)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["serverVersion"]["gitVersion"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| "not answering".into());
+    let _ = writeln!(
+        out,
+        "control plane: kube-apiserver {version} at https://{}:{} in {}; kubectl --kubeconfig {}",
+        config.api_host,
+        config.api_port,
+        config.api_netns,
+        host.display()
+    );
 }
 
 #[cfg(test)]

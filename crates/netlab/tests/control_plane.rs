@@ -230,6 +230,89 @@ fn the_lab_on_the_real_control_plane() {
     let check = lab(&name, &["check"]);
     assert!(check.status.success(), "{}", text(&check));
 
+    // Each check fails where it must: pods of tests/fixtures/control-plane-faults.yaml.
+    let faults = root().join("crates/netlab/tests/fixtures/control-plane-faults.yaml");
+    let applied = Command::new(peers.join("kubectl"))
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["apply", "-f"])
+        .arg(&faults)
+        .output()
+        .unwrap();
+    assert!(applied.status.success(), "{}", text(&applied));
+    let faulty = ["ra-unguarded", "index2-again", "route-deleted"];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let pods = kubectl(&["get", "pods", "-n", "default"]);
+        let running = pods["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| faulty.contains(&p["metadata"]["name"].as_str().unwrap_or_default()))
+            .filter(|p| p["status"]["phase"] == "Running")
+            .count();
+        if running == faulty.len() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{pods}");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    // The lab records a pod once the kubelet has read multus's annotation; the route goes after that.
+    let deleted = Command::new("ip")
+        .args([
+            "-n",
+            &format!("{name}-route-deleted"),
+            "route",
+            "del",
+            "default",
+        ])
+        .output()
+        .unwrap();
+    assert!(deleted.status.success(), "{}", text(&deleted));
+    // Router advertisements come every second: let one reach the unguarded pod.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let check = lab(&name, &["check"]);
+    let report = text(&check);
+    assert_eq!(check.status.code(), Some(1), "{report}");
+    let row = |pod: &str| {
+        report
+            .lines()
+            .find(|l| l.starts_with(&format!("{pod} ")))
+            .unwrap_or_else(|| panic!("no row for {pod}:\n{report}"))
+            .to_owned()
+    };
+    let note = |pod: &str, what: &str| {
+        assert!(
+            report
+                .lines()
+                .any(|l| l.starts_with(&format!("FAIL {pod}: ")) && l.contains(what)),
+            "{pod}: no failure saying {what:?}:\n{report}"
+        );
+    };
+    note("ra-unguarded", "routes from an RA");
+    assert!(row("ra-unguarded").contains("FAIL"), "{report}");
+    note("index2-again", "one index asked for twice");
+    note("index2-again", "refused by DAD");
+    let ndt = report
+        .lines()
+        .find(|l| l.starts_with("ndt-index2-") && l.contains(" mlab1 "))
+        .unwrap_or_else(|| panic!("no ndt row on mlab1:\n{report}"));
+    assert!(ndt.contains("DUPLICATE"), "{report}");
+    note("route-deleted", "egress");
+    assert!(row("route-deleted").contains("tcp FAIL"), "{report}");
+    // Every other pod still passes.
+    let failing: Vec<&str> = report
+        .lines()
+        .filter(|l| l.contains("FAIL") && !l.starts_with("FAIL") && !l.starts_with("==>"))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    for pod in &failing {
+        assert!(
+            faulty.contains(pod) || pod.starts_with("ndt-index2-"),
+            "{pod} failed too:\n{report}"
+        );
+    }
+
     let (down, left) = guard.down();
     assert!(down.status.success(), "{}", text(&down));
     assert!(left.is_empty(), "left behind: {left:?}\n{}", text(&down));

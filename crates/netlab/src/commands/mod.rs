@@ -69,6 +69,9 @@ enum Command {
     /// (internal) the internet client's TCP probe for `check`.
     #[command(name = "__connect", hide = true)]
     Connect(internal::Args),
+    /// (internal) the site router's IPv6 router advertisements.
+    #[command(name = "__ra", hide = true)]
+    Ra(internal::Args),
     /// (internal) the lab's kubelet, on the real control plane: `up --control-plane` starts it.
     #[command(name = "internal", hide = true, subcommand)]
     Internal(internal::Internal),
@@ -91,6 +94,7 @@ impl Cli {
             Command::VmExec(c) => c.run(out),
             Command::Listen(c) => Ok(netlab_lab::check::listen_main(&c.args)),
             Command::Connect(c) => Ok(netlab_lab::check::connect_main(&c.args)),
+            Command::Ra(c) => Ok(netlab_lab::ra::ra_main(&c.args)),
             Command::Internal(internal::Internal::Kubelet { name }) => {
                 netlab_lab::kubelet::run(&name)?;
                 Ok(ExitCode::SUCCESS)

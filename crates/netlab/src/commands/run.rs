@@ -23,7 +23,8 @@ pub struct Run {
     lab: LabOpts,
     /// Run inside a VM booted under qemu from the image scripts/vm-image.sh builds: Debian's stock kernel, whose
     /// ipvlan the index networks then use as written.
-    #[arg(long, conflicts_with_all = ["plugins", "index2ip"])]
+    /// (The control plane runs on this machine only for now: `--control-plane` conflicts with it.)
+    #[arg(long, conflicts_with_all = ["plugins", "index2ip", "control_plane"])]
     vm: bool,
     #[command(flatten)]
     vm_opts: VmOpts,
