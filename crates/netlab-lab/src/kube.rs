@@ -64,6 +64,8 @@ pub struct PodSpec {
     pub volumes: Vec<Volume>,
     /// The service account whose token the pod gets.
     pub service_account_name: Option<String>,
+    /// How long its containers have between SIGTERM and SIGKILL when it stops (30 s when not set).
+    pub termination_grace_period_seconds: Option<u64>,
 }
 
 /// A container.

@@ -324,6 +324,34 @@ fn watch(shared: &Shared, events: &mpsc::Sender<WatchEvent>) {
     }
 }
 
+/// The most the lab gives a container between SIGTERM and SIGKILL (a pod's own grace period, when shorter).
+const MAX_GRACE: Duration = Duration::from_secs(10);
+
+/// Stops containers as kubelet does: SIGTERM (multus's thin_entrypoint removes its configuration then), and
+/// SIGKILL for those still running after `grace`.
+fn stop_containers(mut children: Vec<Child>, grace: Duration) {
+    for c in &children {
+        if let Some(pid) = i32::try_from(c.id())
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+        {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+    }
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline
+        && children
+            .iter_mut()
+            .any(|c| matches!(c.try_wait(), Ok(None)))
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for c in &mut children {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
 /// Back-off between tries, as kubelet's: doubling from 1 s up to 10 s here (kubelet goes to 5 minutes; a lab
 /// has no time to lose).
 fn backoff(attempt: u32) -> Duration {
@@ -481,16 +509,21 @@ fn run_pod(shared: &Shared, pod: &Pod, stop: &AtomicBool) {
             }
         }
     }
-    for (_, child, _) in &mut running {
-        if let Some(c) = child {
-            let _ = c.kill();
-            let _ = c.wait();
+    let grace =
+        Duration::from_secs(pod.spec.termination_grace_period_seconds.unwrap_or(30)).min(MAX_GRACE);
+    let children: Vec<Child> = running.into_iter().filter_map(|(_, c, _)| c).collect();
+    stop_containers(children, grace);
+    {
+        let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        if !pod.spec.host_network {
+            for failure in sandbox::remove(&node_state, &record) {
+                shared.log(&format!("pod {}: {failure}", pod.key()));
+            }
         }
-    }
-    if !pod.spec.host_network {
-        let state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
-        for failure in sandbox::remove(&state, &node_state, &record) {
-            shared.log(&failure);
+        // Gone from the lab: `down` has nothing of it to undo.
+        state.pods.retain(|p| !p.same_pod(&record));
+        if let Err(e) = state.save() {
+            shared.log(&format!("pod {}: state not saved: {e}", pod.key()));
         }
     }
     let key = pod.key();

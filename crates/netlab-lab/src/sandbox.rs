@@ -153,7 +153,7 @@ fn del(node: &NodeState, pod: &PodState) -> Vec<String> {
 }
 
 /// Takes a pod's sandbox down: DEL, then its namespace. Returns what failed.
-pub fn remove(_state: &State, node: &NodeState, pod: &PodState) -> Vec<String> {
+pub fn remove(node: &NodeState, pod: &PodState) -> Vec<String> {
     let mut failures = del(node, pod);
     if let Err(e) = sys::remove_netns(&pod.netns) {
         failures.push(e.to_string());

@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -111,6 +112,206 @@ impl Drop for Guard {
             eprintln!("left behind: {left:?}");
         }
     }
+}
+
+/// The processes in network namespace `netns` whose command line holds `what`.
+fn pids_in(netns: &str, what: &str) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(ns) = std::fs::metadata(format!("/run/netns/{netns}")) else {
+        return Vec::new();
+    };
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| std::fs::metadata(e.path().join("ns/net")).is_ok_and(|m| m.ino() == ns.ino()))
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(what))
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// flanneld killed on mlab2: the kubelet starts it again, and it keeps the node's subnet (the node's podCIDR).
+fn flanneld_restarted(name: &str) {
+    let netns = format!("{name}-mlab2");
+    let subnet = Path::new("/run/netlab")
+        .join(name)
+        .join("nodes/mlab2/run-flannel/subnet.env");
+    let before = std::fs::read_to_string(&subnet).unwrap();
+    let old = pids_in(&netns, "/opt/bin/flanneld");
+    assert_eq!(old.len(), 1, "{old:?}");
+    let killed = Command::new("kill")
+        .args(["-KILL", &old[0]])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    wait_until(
+        "flanneld runs again on mlab2",
+        Duration::from_secs(30),
+        || {
+            let now = pids_in(&netns, "/opt/bin/flanneld");
+            now.len() == 1 && now != old
+        },
+    );
+    wait_until(
+        "flanneld rewrites subnet.env",
+        Duration::from_secs(10),
+        || std::fs::read_to_string(&subnet).is_ok_and(|t| t == before),
+    );
+    // It rewrites the file once it has its lease again; the routes to the other nodes follow.
+    std::thread::sleep(Duration::from_secs(2));
+}
+
+/// The API server killed while a pod is being set up: multus's ADD fails, the kubelet tries again in a new
+/// sandbox, and once the API server is back the pod runs. The kubelet is stopped while the pod is created and the
+/// API server killed, so that its ADD meets the API server gone, every time.
+fn api_server_restarted_during_set_up(
+    name: &str,
+    peers: &Path,
+    kubectl: &dyn Fn(&[&str]) -> Value,
+) {
+    let dir = Path::new("/run/netlab").join(name);
+    let kubelet = std::fs::read_to_string(dir.join("kubelet.pid")).unwrap();
+    let kubelet = kubelet.trim();
+    let cp = format!("{name}-cp");
+    let api = pids_in(&cp, "kube-apiserver");
+    assert_eq!(api.len(), 1, "{api:?}");
+    let argv: Vec<String> = std::fs::read(format!("/proc/{}/cmdline", api[0]))
+        .unwrap()
+        .split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let pod = r#"{"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "after-restart", "namespace": "default", "annotations": {
+            "v1.multus-cni.io/default-network": "flannel-experiment-conf",
+            "k8s.v1.cni.cncf.io/networks": "[{\"name\": \"index2ip-index-6-conf\"}]"}},
+        "spec": {"nodeName": "mlab3", "containers": [{"name": "main", "image": "netlab.invalid/none:0"}]}}"#;
+    assert!(Command::new("kill")
+        .args(["-STOP", kubelet])
+        .status()
+        .unwrap()
+        .success());
+    // From the control plane's namespace: the host's port is the stopped kubelet's.
+    let created = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{cp}"))
+        .arg("--")
+        .arg(peers.join("kubectl"))
+        .arg("--kubeconfig")
+        .arg(dir.join("cp/kubeconfig"))
+        .args(["create", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(pod.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let killed = Command::new("kill")
+        .args(["-KILL", &api[0]])
+        .status()
+        .unwrap();
+    assert!(Command::new("kill")
+        .args(["-CONT", kubelet])
+        .status()
+        .unwrap()
+        .success());
+    assert!(created.status.success(), "{}", text(&created));
+    assert!(killed.success());
+    let log = dir.join("kubelet.log");
+    wait_until(
+        "multus fails the ADD without the API server",
+        Duration::from_secs(30),
+        || {
+            std::fs::read_to_string(&log).is_ok_and(|l| {
+                l.lines().any(|l| {
+                    l.contains("pod default/after-restart: sandbox failed") && l.contains("multus")
+                })
+            })
+        },
+    );
+    let out = std::fs::File::options()
+        .append(true)
+        .open(dir.join("cp/kube-apiserver.log"))
+        .unwrap();
+    Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{cp}"))
+        .arg("--")
+        .args(&argv)
+        .current_dir(dir.join("cp"))
+        .stdin(std::process::Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap();
+    wait_until(
+        "the pod runs once the API server is back",
+        Duration::from_secs(90),
+        || {
+            let pods = kubectl(&["get", "pods", "-n", "default"]);
+            pods["items"].as_array().unwrap().iter().any(|p| {
+                p["metadata"]["name"] == "after-restart" && p["status"]["phase"] == "Running"
+            })
+        },
+    );
+}
+
+/// mlab4 relabelled virtual: its physical DaemonSets' pods go, multus's removes its configuration as it stops,
+/// flannel's virtual DaemonSet installs flannel's, and a new pod there gets flannel alone, in the node's own
+/// subnet, whatever networks it asks for (k8s/README.md, "Multus's credentials").
+fn relabelled_virtual(name: &str, kubectl: &dyn Fn(&[&str]) -> Value) {
+    let node = kubectl(&["get", "node", "mlab4"]);
+    let cidr = node["spec"]["podCIDR"].as_str().unwrap().to_owned();
+    let relabel = kubectl(&["label", "node", "mlab4", "mlab/type=virtual", "--overwrite"]);
+    assert_eq!(relabel["metadata"]["labels"]["mlab/type"], "virtual");
+    let net_d = Path::new("/run/netlab")
+        .join(name)
+        .join("nodes/mlab4/net.d");
+    wait_until(
+        "mlab4's CNI configuration is flannel's alone",
+        Duration::from_secs(60),
+        || !net_d.join("00-multus.conf").exists() && net_d.join("10-flannel.conflist").exists(),
+    );
+    let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "after-relabel", "namespace": "default", "annotations": {
+            "v1.multus-cni.io/default-network": "flannel-experiment-conf",
+            "k8s.v1.cni.cncf.io/networks": "[{\"name\": \"index2ip-index-2-conf\"}]"}},
+        "spec": {"nodeName": "mlab4", "containers": [{"name": "main", "image": "netlab.invalid/none:0"}]}});
+    let file = std::env::temp_dir().join(format!("{name}-after-relabel.json"));
+    std::fs::write(&file, pod.to_string()).unwrap();
+    let made = kubectl(&["create", "-f", file.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(made["metadata"]["name"], "after-relabel");
+    let mut last = Value::Null;
+    wait_until("the new pod on mlab4 runs", Duration::from_secs(60), || {
+        last = kubectl(&["get", "pod", "after-relabel"]);
+        last["status"]["phase"] == "Running"
+    });
+    let ip: std::net::Ipv4Addr = last["status"]["podIP"].as_str().unwrap().parse().unwrap();
+    let net: ipnet::Ipv4Net = cidr.parse().unwrap();
+    assert!(net.contains(&ip), "{ip} not in mlab4's {cidr}");
+    assert!(
+        last["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"].is_null(),
+        "multus attached it: {last}"
+    );
+    let links = Command::new("ip")
+        .args(["-n", &format!("{name}-after-relabel"), "-br", "link"])
+        .output()
+        .unwrap();
+    let links = String::from_utf8_lossy(&links.stdout).into_owned();
+    assert!(links.contains("eth0") && !links.contains("net1"), "{links}");
 }
 
 #[test]
@@ -230,6 +431,16 @@ fn the_lab_on_the_real_control_plane() {
     let check = lab(&name, &["check"]);
     assert!(check.status.success(), "{}", text(&check));
 
+    flanneld_restarted(&name);
+    let check = lab(&name, &["check"]);
+    assert!(
+        check.status.success(),
+        "after flanneld's restart: {}",
+        text(&check)
+    );
+
+    api_server_restarted_during_set_up(&name, &peers, &kubectl);
+
     // Each check fails where it must: pods of tests/fixtures/control-plane-faults.yaml.
     let faults = root().join("crates/netlab/tests/fixtures/control-plane-faults.yaml");
     let applied = Command::new(peers.join("kubectl"))
@@ -312,6 +523,8 @@ fn the_lab_on_the_real_control_plane() {
             "{pod} failed too:\n{report}"
         );
     }
+
+    relabelled_virtual(&name, &kubectl);
 
     let (down, left) = guard.down();
     assert!(down.status.success(), "{}", text(&down));
