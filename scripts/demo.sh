@@ -25,4 +25,4 @@ echo "epoxy.ipv4=192.0.2.9/26,192.0.2.1,198.51.100.53, epoxy.ipv6=2001:db8:1::9/
 target/release/index2ip plan --cmdline "$plan" | head -n 9
 echo "   ..."
 
-exec target/release/netlab run --control-plane="$peers" "$@"
+exec target/release/netlab run --peers "$peers" "$@"

@@ -659,7 +659,15 @@ fn lab(
         let start = Instant::now();
         let name = format!("benchrun{}", std::process::id());
         let out = Command::new(netlab)
-            .args(["run", "--name", &name, "--manifests", "k8s", "--index2ip"])
+            .args([
+                "run",
+                "--emulate",
+                "--name",
+                &name,
+                "--manifests",
+                "k8s",
+                "--index2ip",
+            ])
             .arg(index2ip)
             .output()
             .map_err(|e| e.to_string())?;
@@ -711,6 +719,7 @@ fn lab(
             let t = topo.display().to_string();
             let took = verb(&[
                 "up",
+                "--emulate",
                 "--name",
                 &name,
                 "--topology",

@@ -131,6 +131,14 @@ pub enum Error {
     /// `exec` or `vm-exec` without a command.
     #[error("{0} needs a command after --")]
     NoCommand(&'static str),
+    /// The upstream peers are not (all) built.
+    #[error("the upstream peers are not built in {}: {} missing; run scripts/upstream.sh (about 8 minutes the first time), pass --peers DIR, or run the emulation with --emulate", .dir.display(), .missing.join(", "))]
+    PeersNotBuilt {
+        /// Where they were looked for.
+        dir: PathBuf,
+        /// What is missing.
+        missing: Vec<String>,
+    },
     /// An option of the emulation that the real control plane does not take.
     #[error("{option} does not apply with --control-plane: {why}")]
     NotWithControlPlane {

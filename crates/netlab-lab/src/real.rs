@@ -32,6 +32,37 @@ pub const ROUTER_ADDRESS: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 /// How long `up` waits for every pod to run.
 const PODS_WITHIN: Duration = Duration::from_secs(180);
 
+/// Every program of the upstream peers the lab runs.
+pub const PEERS: [&str; 10] = [
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubectl",
+    "flanneld",
+    "install-conf",
+    "flannel",
+    "multus",
+    "thin_entrypoint",
+];
+
+/// `dir`, when it holds every peer; else an error naming what is missing and how to build it.
+pub fn peers_ready(dir: &Path) -> Result<PathBuf, Error> {
+    let missing: Vec<String> = PEERS
+        .iter()
+        .filter(|p| !dir.join(p).is_file())
+        .map(|p| (*p).to_owned())
+        .collect();
+    if missing.is_empty() {
+        Ok(dir.to_owned())
+    } else {
+        Err(Error::PeersNotBuilt {
+            dir: dir.to_owned(),
+            missing,
+        })
+    }
+}
+
 /// What `up` needs for the real control plane.
 #[derive(Debug, Clone)]
 pub struct RealOptions {

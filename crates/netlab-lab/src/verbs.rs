@@ -30,7 +30,8 @@ pub struct LabArgs {
     pub reference_dir: Option<PathBuf>,
     /// Record every plugin call through cni-shim (found as index2ip is, or given).
     pub trace: Option<Option<PathBuf>>,
-    /// Run on the real control plane: the directory of the upstream peers (`scripts/upstream.sh --bin-dir`).
+    /// Run on the real control plane, with the upstream peers of this directory (`scripts/upstream.sh
+    /// --bin-dir`); `None`: the emulation.
     pub control_plane: Option<PathBuf>,
 }
 
@@ -86,7 +87,7 @@ pub fn up(
         control_plane: match &args.control_plane {
             None => None,
             Some(peers) => Some(crate::real::RealOptions {
-                peers: peers.clone(),
+                peers: crate::real::peers_ready(peers)?,
                 shim: find_binary("cni-shim", None)?,
             }),
         },

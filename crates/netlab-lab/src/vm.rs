@@ -506,6 +506,7 @@ pub fn run_archive(args: &LabArgs) -> Result<Vec<u8>, Error> {
     let mut argv: Vec<String> = vec![
         "netlab".into(),
         "run".into(),
+        "--emulate".into(),
         "--name".into(),
         args.name.clone(),
     ];

@@ -178,7 +178,7 @@ fn api_server_restarted_during_set_up(
     name: &str,
     peers: &Path,
     kubectl: &dyn Fn(&[&str]) -> Value,
-) {
+) -> std::process::Child {
     let dir = Path::new("/run/netlab").join(name);
     let kubelet = std::fs::read_to_string(dir.join("kubelet.pid")).unwrap();
     let kubelet = kubelet.trim();
@@ -246,7 +246,7 @@ fn api_server_restarted_during_set_up(
         .append(true)
         .open(dir.join("cp/kube-apiserver.log"))
         .unwrap();
-    Command::new("nsenter")
+    let api_server = Command::new("nsenter")
         .arg(format!("--net=/run/netns/{cp}"))
         .arg("--")
         .args(&argv)
@@ -266,6 +266,7 @@ fn api_server_restarted_during_set_up(
             })
         },
     );
+    api_server
 }
 
 /// mlab4 relabelled virtual: its physical DaemonSets' pods go, multus's removes its configuration as it stops,
@@ -331,8 +332,8 @@ fn the_lab_on_the_real_control_plane() {
         name: name.clone(),
         peers: peers.clone(),
     };
-    let control_plane = format!("--control-plane={}", peers.display());
-    let up = lab(&name, &["up", &control_plane]);
+    let peers_arg = peers.display().to_string();
+    let up = lab(&name, &["up", "--peers", &peers_arg]);
     let up_text = text(&up);
     assert!(up.status.success(), "{up_text}");
     assert!(up_text.contains("26 of 26 pods running"), "{up_text}");
@@ -439,7 +440,8 @@ fn the_lab_on_the_real_control_plane() {
         text(&check)
     );
 
-    api_server_restarted_during_set_up(&name, &peers, &kubectl);
+    // The new API server's process: `down` stops it with every process in the lab's namespaces.
+    let mut api_server = api_server_restarted_during_set_up(&name, &peers, &kubectl);
 
     // Each check fails where it must: pods of tests/fixtures/control-plane-faults.yaml.
     let faults = root().join("crates/netlab/tests/fixtures/control-plane-faults.yaml");
@@ -527,6 +529,7 @@ fn the_lab_on_the_real_control_plane() {
     relabelled_virtual(&name, &kubectl);
 
     let (down, left) = guard.down();
+    let _ = api_server.wait();
     assert!(down.status.success(), "{}", text(&down));
     assert!(left.is_empty(), "left behind: {left:?}\n{}", text(&down));
 }

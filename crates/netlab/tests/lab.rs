@@ -51,7 +51,7 @@ fn lab(name: &str, verb: &str, extra: &[&str]) -> Output {
     let mut cmd = Command::new(netlab());
     cmd.current_dir(root()).arg(verb).args(["--name", name]);
     if matches!(verb, "up" | "run") {
-        cmd.args(["--manifests", "k8s", "--index2ip"])
+        cmd.args(["--emulate", "--manifests", "k8s", "--index2ip"])
             .arg(index2ip());
     }
     cmd.args(extra).output().unwrap()

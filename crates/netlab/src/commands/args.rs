@@ -41,15 +41,26 @@ pub struct LabOpts {
     pub plugins: Option<PathBuf>,
     /// Record every plugin call, delegated ones included, through cni-shim (found next to netlab, on PATH or in
     /// /opt/cni/bin, or given); `run` prints a pod's call tree, and `cni-shim tree --shim-dir
-    /// /run/netlab/NAME/shim` reads them while the lab is up.
-    #[arg(long, value_name = "CNI_SHIM", num_args = 0..=1, require_equals = true)]
+    /// /run/netlab/NAME/shim` reads them while the lab is up. With --emulate only: on the real control plane the
+    /// installer DaemonSet puts cni-shim on the nodes.
+    #[arg(
+        long,
+        value_name = "CNI_SHIM",
+        num_args = 0..=1,
+        require_equals = true,
+        requires = "emulate"
+    )]
     pub trace: Option<Option<PathBuf>>,
-    /// Run on the real control plane: etcd, kube-apiserver, the controller manager and the scheduler, with the
-    /// real flanneld, multus and flannel plugin, from the upstream peers in PEERS (default: $UPSTREAM_BIN, else
-    /// upstream/bin in the cargo target directory holding netlab; `scripts/upstream.sh` builds them). netlab then
-    /// plays only each node's kubelet and container runtime.
-    #[arg(long, value_name = "PEERS", num_args = 0..=1, require_equals = true)]
-    pub control_plane: Option<Option<PathBuf>>,
+    /// The upstream peers: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, flanneld,
+    /// flannel's plugin, multus (default: $UPSTREAM_BIN, else upstream/bin in the cargo target directory holding
+    /// netlab; `scripts/upstream.sh` builds them, about 8 minutes the first time).
+    #[arg(long, value_name = "DIR", conflicts_with = "emulate")]
+    pub peers: Option<PathBuf>,
+    /// No control plane: the lab's own multus and flannel semantics run the pods' chains with the same reference
+    /// plugins and index2ip. Seconds instead of tens of seconds, and no peers to build; what `run --vm` runs
+    /// inside its VM.
+    #[arg(long)]
+    pub emulate: bool,
 }
 
 impl LabOpts {
@@ -62,9 +73,7 @@ impl LabOpts {
             index2ip: self.index2ip,
             reference_dir: self.plugins,
             trace: self.trace,
-            control_plane: self
-                .control_plane
-                .map(|given| given.unwrap_or_else(default_peers)),
+            control_plane: (!self.emulate).then(|| self.peers.unwrap_or_else(default_peers)),
         }
     }
 }

@@ -23,8 +23,8 @@ pub struct Run {
     lab: LabOpts,
     /// Run inside a VM booted under qemu from the image scripts/vm-image.sh builds: Debian's stock kernel, whose
     /// ipvlan the index networks then use as written.
-    /// (The control plane runs on this machine only for now: `--control-plane` conflicts with it.)
-    #[arg(long, conflicts_with_all = ["plugins", "index2ip", "control_plane"])]
+    /// The VM runs the emulated lab (`--emulate`): the control plane and its peers stay on this machine.
+    #[arg(long, conflicts_with_all = ["plugins", "index2ip", "peers"])]
     vm: bool,
     #[command(flatten)]
     vm_opts: VmOpts,
