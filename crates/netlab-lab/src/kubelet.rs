@@ -85,6 +85,9 @@ struct Shared {
     state: Mutex<State>,
     admin: Kubectl,
     node_kubectl: BTreeMap<String, Kubectl>,
+    /// Each NetworkAttachmentDefinition's index2ip index (`None`: not an index network), by `namespace/name`:
+    /// read once for all, again when a name is new.
+    nad_index: Mutex<BTreeMap<String, Option<u32>>>,
 }
 
 impl Shared {
@@ -147,11 +150,35 @@ pub fn run(name: &str) -> Result<(), Error> {
         state: Mutex::new(state),
         admin,
         node_kubectl,
+        nad_index: Mutex::new(BTreeMap::new()),
     });
-    for node in &shared.config.nodes {
-        register(&shared, node)?;
-        shared.log(&format!("node {} registered", node.name));
-    }
+    // Every node at once, as their kubelets would.
+    let registered: Vec<Result<(), Error>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = shared
+            .config
+            .nodes
+            .iter()
+            .map(|node| {
+                let shared = &shared;
+                scope.spawn(move || {
+                    register(shared, node)?;
+                    shared.log(&format!("node {} registered", node.name));
+                    Ok(())
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join().unwrap_or_else(|_| {
+                    Err(Error::ThreadPanicked {
+                        what: "registering a node".into(),
+                    })
+                })
+            })
+            .collect()
+    });
+    registered.into_iter().collect::<Result<Vec<()>, Error>>()?;
     let renewer = Arc::clone(&shared);
     std::thread::spawn(move || loop {
         std::thread::sleep(RENEW_EVERY);
@@ -166,7 +193,7 @@ pub fn run(name: &str) -> Result<(), Error> {
     std::thread::spawn(move || watch(&watcher, &events));
     let mut workers: BTreeMap<String, Arc<AtomicBool>> = BTreeMap::new();
     for event in incoming {
-        let Ok(pod) = serde_json::from_value::<Pod>(event.object) else {
+        let Ok(pod) = serde_json::from_value::<Pod>(event.object.clone()) else {
             continue;
         };
         let ours = pod
@@ -191,7 +218,8 @@ pub fn run(name: &str) -> Result<(), Error> {
         let stop = Arc::new(AtomicBool::new(false));
         workers.insert(pod.metadata.uid.clone(), Arc::clone(&stop));
         let shared = Arc::clone(&shared);
-        std::thread::spawn(move || run_pod(&shared, &pod, &stop));
+        let object = event.object;
+        std::thread::spawn(move || run_pod(&shared, &pod, object, &stop));
     }
     Ok(())
 }
@@ -371,7 +399,8 @@ fn sleep_or_stop(stop: &AtomicBool, d: Duration) -> bool {
 }
 
 /// One pod's life on its node.
-fn run_pod(shared: &Shared, pod: &Pod, stop: &AtomicBool) {
+/// `object` is the pod as the watch delivered it: its status is written over it.
+fn run_pod(shared: &Shared, pod: &Pod, mut object: Value, stop: &AtomicBool) {
     let Some(node) = pod.spec.node_name.clone() else {
         return;
     };
@@ -411,10 +440,17 @@ fn run_pod(shared: &Shared, pod: &Pod, stop: &AtomicBool) {
                     if record.error.as_ref() != Some(&e) {
                         shared.log(&format!("pod {}: sandbox failed: {e}", pod.key()));
                     }
+                    // A node without its configuration yet is looked at again every second, as kubelet
+                    // re-syncs a pod waiting for the network; a failed ADD backs off.
+                    let wait = if e.starts_with(sandbox::NOT_READY) {
+                        Duration::from_secs(1)
+                    } else {
+                        attempt += 1;
+                        backoff(attempt)
+                    };
                     record.error = Some(e);
                     save_pod(shared, &record);
-                    attempt += 1;
-                    if sleep_or_stop(stop, backoff(attempt)) {
+                    if sleep_or_stop(stop, wait) {
                         return;
                     }
                 }
@@ -423,8 +459,9 @@ fn run_pod(shared: &Shared, pod: &Pod, stop: &AtomicBool) {
     };
     record.error = None;
     if !pod.spec.host_network {
-        if let Err(e) = attachments_from_multus(shared, pod, &mut record) {
-            shared.log(&format!("pod {}: network-status not read: {e}", pod.key()));
+        match attachments_from_multus(shared, pod, &mut record) {
+            Ok(newer) => object = newer,
+            Err(e) => shared.log(&format!("pod {}: network-status not read: {e}", pod.key())),
         }
     }
     save_pod(shared, &record);
@@ -483,7 +520,7 @@ fn run_pod(shared: &Shared, pod: &Pod, stop: &AtomicBool) {
         let child = plan(c).and_then(|p| p.spawn().ok());
         running.push((i, child, 0));
     }
-    if let Err(e) = pod_status(shared, pod, &host_ip, &pod_ips) {
+    if let Err(e) = pod_status(shared, pod, object, &host_ip, &pod_ips) {
         shared.log(&format!("pod {}: status not written: {e}", pod.key()));
     } else {
         shared.log(&format!(
@@ -566,7 +603,12 @@ fn save_pod(shared: &Shared, pod: &PodState) {
 /// the node runs multus: the default network names the sandbox's attachment (the one its DEL goes through), each
 /// other network is added with the index its NAD gives index2ip. Without the annotation (flannel alone) the
 /// sandbox's attachment stands as it is.
-fn attachments_from_multus(shared: &Shared, pod: &Pod, record: &mut PodState) -> Result<(), Error> {
+/// Returns the pod as read.
+fn attachments_from_multus(
+    shared: &Shared,
+    pod: &Pod,
+    record: &mut PodState,
+) -> Result<Value, Error> {
     let node = pod.spec.node_name.as_deref().unwrap_or_default();
     let object = shared.node_kubectl[node].get_json(
         "pod",
@@ -574,7 +616,7 @@ fn attachments_from_multus(shared: &Shared, pod: &Pod, record: &mut PodState) ->
         Some(&pod.metadata.namespace),
     )?;
     let Some(text) = object["metadata"]["annotations"][NETWORK_STATUS].as_str() else {
-        return Ok(());
+        return Ok(object);
     };
     record.network_status = serde_json::from_str(text).unwrap_or_default();
     let entries = record
@@ -583,7 +625,7 @@ fn attachments_from_multus(shared: &Shared, pod: &Pod, record: &mut PodState) ->
         .cloned()
         .unwrap_or_default();
     let Some(first) = record.attachments.first().cloned() else {
-        return Ok(());
+        return Ok(object);
     };
     let mut attachments = Vec::new();
     for entry in entries {
@@ -605,13 +647,7 @@ fn attachments_from_multus(shared: &Shared, pod: &Pod, record: &mut PodState) ->
             continue;
         }
         let (namespace, nad) = name.split_once('/').unwrap_or(("default", name.as_str()));
-        let index = shared
-            .admin
-            .get_json("network-attachment-definitions", nad, Some(namespace))
-            .ok()
-            .and_then(|o| o["spec"]["config"].as_str().map(str::to_owned))
-            .and_then(|c| netlab_model::cniconf::NetworkConfig::parse(&c).ok())
-            .and_then(|c| c.index());
+        let index = nad_index(shared, namespace, nad);
         let result = cni::CniResult {
             ips: ips
                 .into_iter()
@@ -634,7 +670,35 @@ fn attachments_from_multus(shared: &Shared, pod: &Pod, record: &mut PodState) ->
     if !attachments.is_empty() {
         record.attachments = attachments;
     }
-    Ok(())
+    Ok(object)
+}
+
+/// The index2ip index of NAD `namespace/name`, if it is an index network.
+fn nad_index(shared: &Shared, namespace: &str, name: &str) -> Option<u32> {
+    let key = format!("{namespace}/{name}");
+    let mut cache = shared.nad_index.lock().unwrap_or_else(|e| e.into_inner());
+    if !cache.contains_key(&key) {
+        let all = shared
+            .admin
+            .run(
+                &["get", "network-attachment-definitions", "-A", "-o", "json"],
+                None,
+            )
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .unwrap_or_default();
+        for nad in all["items"].as_array().into_iter().flatten() {
+            let index = nad["spec"]["config"]
+                .as_str()
+                .and_then(|c| netlab_model::cniconf::NetworkConfig::parse(c).ok())
+                .and_then(|c| c.index());
+            let (ns, n) = (&nad["metadata"]["namespace"], &nad["metadata"]["name"]);
+            if let (Some(ns), Some(n)) = (ns.as_str(), n.as_str()) {
+                cache.insert(format!("{ns}/{n}"), index);
+            }
+        }
+    }
+    cache.get(&key).copied().flatten()
 }
 
 /// The annotation multus writes on each pod it attaches.
@@ -847,7 +911,14 @@ fn plan(
 }
 
 /// The pod's status as its kubelet reports it once everything runs.
-fn pod_status(shared: &Shared, pod: &Pod, host_ip: &str, ips: &[String]) -> Result<(), Error> {
+/// `object` is the pod as last read; when the API refuses the write (the pod changed since), it is read again.
+fn pod_status(
+    shared: &Shared,
+    pod: &Pod,
+    object: Value,
+    host_ip: &str,
+    ips: &[String],
+) -> Result<(), Error> {
     let Some(node) = pod.spec.node_name.as_deref() else {
         return Ok(());
     };
@@ -890,9 +961,11 @@ fn pod_status(shared: &Shared, pod: &Pod, host_ip: &str, ips: &[String]) -> Resu
         pod.metadata.namespace, pod.metadata.name
     );
     let mut tries = 0;
+    let mut object = object;
     loop {
-        let mut object =
-            kubectl.get_json("pod", &pod.metadata.name, Some(&pod.metadata.namespace))?;
+        if tries > 0 {
+            object = kubectl.get_json("pod", &pod.metadata.name, Some(&pod.metadata.namespace))?;
+        }
         object["status"] = status.clone();
         match kubectl.run(
             &["replace", "--raw", &path, "-f", "-"],

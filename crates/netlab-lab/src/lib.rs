@@ -1,15 +1,18 @@
-//! The lab: a small cluster's pod networking on one machine, in network namespaces, from the real manifests and
-//! with the real plugins. Every root-only and `unsafe` line of netlab is here.
+//! The lab: a small cluster on one machine, in network namespaces, from the real manifests, on the real control
+//! plane with the real plugins. Every root-only and `unsafe` line of netlab is here.
 //!
-//! - [`verbs`]: what the `netlab` commands call: `up`, `status`, `check`, `exec`, `down`, `run`;
-//! - [`build`]: `up`, recording everything in the [`state`] file before making it;
-//! - [`runtime`]: attaching pods with multus and flannel semantics and the real plugins, run by [`exec`] (the
-//!   runtime side of CNI: a plugin or a chain run as libcni runs them);
+//! - [`verbs`]: what the `netlab` commands call: `up`, `status`, `kubeconfig`, `check`, `exec`, `down`, `run`;
+//! - [`build`]: `up`, recording everything in the [`state`] file before making it: the site, its router (which
+//!   sends [`ra`] advertisements) and the internet client behind it, the nodes;
+//! - on the real control plane: [`real`] (the rest of `up`), [`control_plane`] (etcd, kube-apiserver, the
+//!   controllers and the scheduler from the upstream peers), [`kubelet`] (each node's kubelet and runtime: it runs
+//!   [`containers`] from the [`images`] table and gives pods a [`sandbox`], reading the API through [`kube`]),
+//!   [`forward`] (the API server on the host's loopback);
+//! - with `--emulate`: [`runtime`], attaching pods with multus and flannel semantics and the real plugins;
+//! - [`exec`]: the runtime side of CNI, a plugin or a chain run as libcni runs them;
 //! - [`status`], [`check`], [`teardown`] (`down`);
 //! - [`sys`] (namespaces made and entered from threads, mounts) and [`netlink`] (links, addresses, routes);
-//! - [`vm`]: `run --vm`, the whole run inside a VM whose kernel has ipvlan;
-//! - [`control_plane`]: a real Kubernetes control plane (etcd, kube-apiserver, the controllers and the scheduler,
-//!   from the upstream peers) in a network namespace of its own.
+//! - [`vm`]: `run --vm`, the emulated lab inside a VM whose kernel has ipvlan.
 //!
 //! What the lab runs comes from [`netlab_model`]: a [`netlab_model::topology::Topology`] and the
 //! [`netlab_model::cluster::Cluster`] the manifests describe.

@@ -23,6 +23,9 @@ use crate::runtime::Runtime;
 use crate::state::{Attachment, NodeState, PodState, Resource, State};
 use crate::sys;
 
+/// How the error of a node without a CNI configuration starts, as kubelet's `NetworkPluginNotReady` says it.
+pub const NOT_READY: &str = "network not ready";
+
 /// The file extensions libcni reads in a configuration directory.
 const EXTENSIONS: [&str; 3] = ["conf", "conflist", "json"];
 
@@ -43,7 +46,7 @@ pub fn node_config(net_d: &Path) -> Result<(String, NetworkConfig), String> {
     names.sort();
     let Some(first) = names.into_iter().next() else {
         return Err(format!(
-            "network not ready: no CNI configuration in {} (the node's /etc/cni/net.d)",
+            "{NOT_READY}: no CNI configuration in {} (the node's /etc/cni/net.d)",
             net_d.display()
         ));
     };

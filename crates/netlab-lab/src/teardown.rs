@@ -41,6 +41,14 @@ pub fn down(name: &str, out: &mut dyn Write) -> Result<Report, Error> {
                 "==> no lab {name} is up (no {})",
                 State::path(name).display()
             );
+            // An `up` killed between making the lab's directory and writing its first state leaves the directory
+            // alone, empty (or with the state's temporary file): nothing else is made before that first write.
+            let dir = Path::new(RUN_DIR).join(name);
+            let only_begun = std::fs::read_dir(&dir)
+                .is_ok_and(|d| d.flatten().all(|e| e.file_name() == "state.json.tmp"));
+            if only_begun {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
         }
         Some(state) => {
             let _ = writeln!(
@@ -201,7 +209,30 @@ fn stop_lab_processes(state: &State) -> usize {
         })
         .collect();
     pids.extend(processes_in("net", &netns));
-    stop(&pids, || processes_in("net", &netns))
+    // And what a killed `up` was running on the host for the lab (openssl making the control plane's keys), named
+    // by the lab's directory on its command line.
+    let dir = format!("{}/", state.dir.display());
+    let naming = || -> Vec<String> {
+        let own = std::process::id().to_string();
+        std::fs::read_dir("/proc")
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()) && *pid != own)
+                    .filter(|pid| {
+                        std::fs::read(format!("/proc/{pid}/cmdline"))
+                            .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&dir))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    pids.extend(naming());
+    stop(&pids, || {
+        let mut left = processes_in("net", &netns);
+        left.extend(naming());
+        left
+    })
 }
 
 /// Processes whose namespace of `kind` (`mnt`, `net`) is one of `inodes`.

@@ -207,12 +207,19 @@ fn up_without_the_peers_says_how_to_build_them_and_makes_nothing() {
     let out = netlab(&["up", "--name", "nopeers", "--peers", &peers], &root());
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("the upstream peers are not built"), "{stderr}");
+    assert!(
+        stderr.contains("the upstream peers are not built"),
+        "{stderr}"
+    );
     assert!(stderr.contains("scripts/upstream.sh"), "{stderr}");
     assert!(stderr.contains("--emulate"), "{stderr}");
     assert!(!Path::new("/run/netlab/nopeers").exists());
     // --trace belongs to the emulation.
     let out = netlab(&["up", "--trace"], &root());
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("--emulate"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--emulate"),
+        "{}",
+        text(&out.stderr)
+    );
 }
