@@ -12,8 +12,11 @@ iterations=${1:-300}
 # A partial run (options after ITERATIONS, such as --only) prints its report instead of replacing BENCHMARKS.md.
 if [ $# -gt 1 ]; then out=${BENCH_OUT:-}; else out=${BENCH_OUT:-BENCHMARKS.md}; fi
 
-echo "==> building (release): index2ip dynamic, netlab, the harness"
-cargo build --release --quiet -p index2ip -p bench -p netlab
+echo "==> building (release): index2ip dynamic, cni-shim, netlab, the harness"
+cargo build --release --quiet -p index2ip -p cni-shim -p bench -p netlab
+# The lab on the real control plane runs the upstream peers (scripts/upstream.sh); without them it is skipped.
+UPSTREAM_BIN=${UPSTREAM_BIN:-$(scripts/upstream.sh --bin-dir 2>/dev/null || true)}
+[ -n "$UPSTREAM_BIN" ] && export UPSTREAM_BIN
 
 # Static: musl where the target is installed (or can be), else glibc with crt-static.
 musl=x86_64-unknown-linux-musl

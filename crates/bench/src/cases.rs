@@ -282,6 +282,13 @@ pub fn run_all(opts: &Options) -> Result<Vec<Group>, String> {
         groups.push(queries(opts, shim, &dir.0)?);
     }
     groups.extend(lab);
+    if opts.wants("lab") {
+        groups.push(lab_real(
+            opts.iterations,
+            netlab.as_deref(),
+            i2_dynamic.as_deref(),
+        )?);
+    }
     if let Some(first) = groups.first_mut() {
         first.skipped.append(&mut missing);
     }
@@ -759,6 +766,101 @@ fn lab(
         .first()
         .map(|(n, _)| n.clone())
         .unwrap_or_default();
+    Ok(group)
+}
+
+/// The default lab on the real control plane (the peers of `$UPSTREAM_BIN`): `netlab up` to every DaemonSet's pods
+/// running, the control plane's own start within it (as `up` reports it), and `down`. A few rounds: each is tens of
+/// seconds.
+fn lab_real(
+    iterations: usize,
+    netlab: Option<&Path>,
+    index2ip: Option<&Path>,
+) -> Result<Group, String> {
+    let mut group = Group {
+        title: "Lab on the real control plane".into(),
+        note: "netlab up of the default lab (six nodes; etcd, kube-apiserver, the controller manager and the \
+               scheduler; 26 pods on the labelled nodes, placed by the DaemonSet controller and the scheduler, \
+               attached by the real multus and flannel), warm (peers built, binaries cached); milliseconds as \
+               microseconds"
+            .into(),
+        baseline: String::new(),
+        rows: Vec::new(),
+        skipped: Vec::new(),
+    };
+    let (Some(netlab), Some(index2ip)) = (netlab, index2ip) else {
+        group
+            .skipped
+            .push("every case: netlab or index2ip (dynamic) not built".into());
+        return Ok(group);
+    };
+    let Some(peers) = std::env::var_os("UPSTREAM_BIN") else {
+        group.skipped.push(
+            "every case: UPSTREAM_BIN does not name the upstream peers (scripts/upstream.sh)"
+                .into(),
+        );
+        return Ok(group);
+    };
+    if !is_root() {
+        group.skipped.push("every case: needs root".into());
+        return Ok(group);
+    }
+    let rounds = iterations.clamp(1, 3);
+    let (mut up, mut control_plane, mut down) =
+        (Samples::default(), Samples::default(), Samples::default());
+    eprintln!("bench: Lab on the real control plane x {rounds}");
+    for _ in 0..rounds {
+        let name = format!("benchcp{}", std::process::id());
+        let start = Instant::now();
+        let out = Command::new(netlab)
+            .args(["up", "--name", &name, "--manifests", "k8s", "--index2ip"])
+            .arg(index2ip)
+            .arg("--peers")
+            .arg(&peers)
+            .output()
+            .map_err(|e| e.to_string())?;
+        let took = start.elapsed();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let start = Instant::now();
+        let downed = Command::new(netlab)
+            .args(["down", "--name", &name])
+            .output()
+            .map_err(|e| e.to_string())?;
+        let took_down = start.elapsed();
+        if !out.status.success() || !downed.status.success() {
+            return Err(format!(
+                "netlab up/down --name {name}: {text}{}",
+                String::from_utf8_lossy(&downed.stdout)
+            ));
+        }
+        // "control plane: etcd, ... in NAME-cp (3.0 s)"
+        let cp = text
+            .lines()
+            .find(|l| l.trim_start().starts_with("control plane:"))
+            .and_then(|l| {
+                l.rsplit_once('(')?
+                    .1
+                    .strip_suffix(" s)")?
+                    .parse::<f64>()
+                    .ok()
+            })
+            .ok_or_else(|| {
+                format!("netlab up said nothing of the control plane's start: {text}")
+            })?;
+        up.push(took);
+        control_plane.push(Duration::from_secs_f64(cp));
+        down.push(took_down);
+        std::thread::sleep(SETTLE);
+    }
+    group
+        .rows
+        .push(("up, to every DaemonSet's pods running".into(), up));
+    group.rows.push((
+        "the control plane's own start within up (etcd and kube-apiserver ready)".into(),
+        control_plane,
+    ));
+    group.rows.push(("down".into(), down));
+    group.baseline = "up, to every DaemonSet's pods running".into();
     Ok(group)
 }
 
