@@ -126,6 +126,10 @@ pub struct Invocation {
     pub namespaces: Vec<PathBuf>,
     /// Other environment the plugin gets; nothing else of this process's environment is passed.
     pub extra_env: Vec<(OsString, OsString)>,
+    /// The runtime's capability arguments (`portMappings`, ...): each plugin whose configuration declares a
+    /// capability `true` gets that argument in its `runtimeConfig`, as libcni passes them (SPEC.md section 3,
+    /// "Deriving runtimeConfig").
+    pub capability_args: Map<String, Value>,
 }
 
 /// What a plugin printed on success.
@@ -314,6 +318,18 @@ impl Invocation {
         let plugin = self.find(&plugin_type)?;
         conf.insert("cniVersion".into(), version.as_str().into());
         conf.insert("name".into(), name.into());
+        let runtime_config: Map<String, Value> = self
+            .capability_args
+            .iter()
+            .filter(|(cap, _)| {
+                conf.get("capabilities").and_then(|c| c.get(cap.as_str()))
+                    == Some(&Value::Bool(true))
+            })
+            .map(|(cap, arg)| (cap.clone(), arg.clone()))
+            .collect();
+        if !runtime_config.is_empty() {
+            conf.insert("runtimeConfig".into(), Value::Object(runtime_config));
+        }
         if let Some(prev) = prev {
             conf.insert("prevResult".into(), prev.clone());
         }
@@ -430,6 +446,31 @@ mod tests {
 [ "$CNI_COMMAND" = ADD ] && echo '{"cniVersion":"1.0.0","ips":[{"address":"192.0.2.5/24"}]}'; exit 0"#;
     const ADD_B: &str = r#"cat > "$(dirname "$0")/b.in"; echo "b $CNI_COMMAND" >> "$(dirname "$0")/log"
 [ "$CNI_COMMAND" = ADD ] && echo '{"cniVersion":"1.0.0","ips":[{"address":"192.0.2.5/24"}],"dns":{"nameservers":["192.0.2.53"]}}'; exit 0"#;
+
+    #[test]
+    fn capability_arguments_reach_only_the_plugins_that_declare_them() {
+        let dir = plugins(&[("a", ADD_A), ("b", ADD_B)]);
+        let list = NetworkConfig::parse(
+            r#"{"cniVersion":"1.0.0","name":"net","plugins":[{"type":"a"},
+                {"type":"b","capabilities":{"portMappings":true,"bandwidth":false}}]}"#,
+        )
+        .unwrap();
+        let mut inv = invocation(&dir);
+        let ports = serde_json::json!([{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]);
+        inv.capability_args
+            .insert("portMappings".into(), ports.clone());
+        inv.capability_args
+            .insert("bandwidth".into(), serde_json::json!({"ingressRate": 1}));
+        inv.add_chain(&list).unwrap();
+        let read = |f: &str| -> Value {
+            serde_json::from_str(&std::fs::read_to_string(dir.0.join(f)).unwrap()).unwrap()
+        };
+        assert!(read("a.in").get("runtimeConfig").is_none());
+        assert_eq!(
+            read("b.in")["runtimeConfig"],
+            serde_json::json!({"portMappings": ports})
+        );
+    }
 
     #[test]
     fn a_chain_passes_prev_result_and_deletes_in_reverse() {

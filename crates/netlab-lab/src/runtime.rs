@@ -154,6 +154,7 @@ impl Runtime {
             // One W3C trace per pod, as a runtime passing TRACEPARENT gives: with --trace, cni-shim files every
             // call of the pod's set-up under it.
             extra_env: vec![("TRACEPARENT".into(), traceparent(&container_id(pod)).into())],
+            capability_args: serde_json::Map::new(),
         }
     }
 

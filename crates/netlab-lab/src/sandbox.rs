@@ -9,7 +9,8 @@
 //!   `CNI_PATH` the node's `/opt/cni/bin`; the plugins run in the node's network and mount namespaces.
 //! - A failed ADD is undone with DEL and the namespace removed; the caller tries again with a new sandbox.
 //!
-//! The portMappings capability (hostPort) is not passed yet: no pod of the manifests asks for one.
+//! - Capabilities: a container port with a `hostPort` becomes the `portMappings` capability argument, in the
+//!   `runtimeConfig` of every plugin declaring it (multus passes it on to its delegates: portmap).
 
 use std::io::Read;
 use std::path::Path;
@@ -105,9 +106,20 @@ pub fn create(
     sys::add_netns(std::slice::from_ref(&record.netns), &[]).map_err(|e| e.to_string())?;
     let runtime = node_runtime();
     let started = std::time::Instant::now();
-    match runtime.invocation(node, record, "eth0").add_chain(&list) {
+    let mut invocation = runtime.invocation(node, record, "eth0");
+    let ports = port_mappings(pod);
+    if !ports.is_empty() {
+        invocation
+            .capability_args
+            .insert("portMappings".into(), serde_json::Value::Array(ports));
+    }
+    match invocation.add_chain(&list) {
         Ok(result) => {
             let ips = addresses(&result);
+            if let Err(e) = write_cache(node, record, &list, &invocation, &result) {
+                // The pod has its network; only a later DEL would miss the cached result.
+                eprintln!("pod {}/{}: {e}", record.namespace, record.name);
+            }
             if let Some(a) = record.attachments.first_mut() {
                 a.add_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
                 a.result = Some(result);
@@ -127,6 +139,23 @@ pub fn create(
             Err(msg)
         }
     }
+}
+
+/// The pod's host ports as the `portMappings` capability carries them, as containerd derives them from the pod's
+/// containers (`hostPort`, `containerPort`, lower-case `protocol`).
+pub fn port_mappings(pod: &Pod) -> Vec<serde_json::Value> {
+    pod.spec
+        .containers
+        .iter()
+        .flat_map(|c| &c.ports)
+        .filter_map(|p| {
+            let host = p.host_port.filter(|h| *h != 0)?;
+            let protocol = p.protocol.as_deref().unwrap_or("TCP").to_lowercase();
+            Some(serde_json::json!({
+                "hostPort": host, "containerPort": p.container_port, "protocol": protocol,
+            }))
+        })
+        .collect()
 }
 
 /// The runtime of a node with its own plugins: [`Runtime::invocation`] puts the node's CNI bin dir on CNI_PATH.
@@ -155,9 +184,62 @@ fn del(node: &NodeState, pod: &PodState) -> Vec<String> {
     failures
 }
 
-/// Takes a pod's sandbox down: DEL, then its namespace. Returns what failed.
+/// The file libcni keeps a network's result in, per container and interface, under the node's `/var/lib/cni`.
+fn cache_path(
+    node: &NodeState,
+    network: &str,
+    pod: &PodState,
+    ifname: &str,
+) -> Option<std::path::PathBuf> {
+    let id = pod.sandbox.as_deref()?;
+    Some(
+        node.dir
+            .join("cni-state/results")
+            .join(format!("{network}-{id}-{ifname}")),
+    )
+}
+
+/// libcni's result cache (`cniCacheV1`), as containerd leaves it after ADD: the configuration run, the arguments,
+/// and the result, written whole (a temporary file renamed).
+fn write_cache(
+    node: &NodeState,
+    pod: &PodState,
+    list: &NetworkConfig,
+    invocation: &crate::exec::Invocation,
+    result: &CniResult,
+) -> Result<(), String> {
+    use base64::Engine as _;
+    let name = list.name.clone().unwrap_or_default();
+    let version = list.version().map_err(|e| e.to_string())?;
+    let path = cache_path(node, &name, pod, &invocation.ifname).ok_or("no sandbox id")?;
+    let config = serde_json::to_vec(&list.to_conflist()).map_err(|e| e.to_string())?;
+    let entry = serde_json::json!({
+        "kind": "cniCacheV1",
+        "containerId": invocation.container_id,
+        "config": base64::engine::general_purpose::STANDARD.encode(config),
+        "ifName": invocation.ifname,
+        "networkName": name,
+        "netns": invocation.netns,
+        "cniArgs": invocation.args.iter().map(|(k, v)| [k, v]).collect::<Vec<_>>(),
+        "capabilityArgs": invocation.capability_args,
+        "result": result.at(version),
+    });
+    let dir = path.parent().ok_or("no cache directory")?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, entry.to_string()).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Takes a pod's sandbox down: DEL, libcni's cached result, then its namespace. Returns what failed.
 pub fn remove(node: &NodeState, pod: &PodState) -> Vec<String> {
     let mut failures = del(node, pod);
+    for a in &pod.attachments {
+        let name = a.conflist.as_ref().and_then(|l| l.name.clone());
+        if let Some(path) = name.and_then(|n| cache_path(node, &n, pod, &a.ifname)) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
     if let Err(e) = sys::remove_netns(&pod.netns) {
         failures.push(e.to_string());
     }

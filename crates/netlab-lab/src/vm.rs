@@ -644,6 +644,8 @@ mod tests {
         let bytes = run_archive(&args).unwrap();
         let text = String::from_utf8_lossy(&bytes);
         assert!(text.contains("vm/manifests/sub/a.yaml\0"));
-        assert!(text.contains("netlab\nrun\n--name\nlab1\n--manifests\n/vm/manifests\n--trace\n"));
+        assert!(text.contains(
+            "netlab\nrun\n--emulate\n--name\nlab1\n--manifests\n/vm/manifests\n--trace\n"
+        ));
     }
 }

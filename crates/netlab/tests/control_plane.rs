@@ -114,6 +114,22 @@ impl Drop for Guard {
     }
 }
 
+/// The files of libcni's result cache on a node.
+fn cached_results(name: &str, node: &str) -> Vec<String> {
+    let dir = Path::new("/run/netlab")
+        .join(name)
+        .join("nodes")
+        .join(node)
+        .join("cni-state/results");
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The processes in network namespace `netns` whose command line holds `what`.
 fn pids_in(netns: &str, what: &str) -> Vec<String> {
     use std::os::unix::fs::MetadataExt;
@@ -431,6 +447,13 @@ fn the_lab_on_the_real_control_plane() {
 
     let check = lab(&name, &["check"]);
     assert!(check.status.success(), "{}", text(&check));
+    // libcni's result cache, one file per sandbox, as containerd leaves it: ndt, wehe and the plain pod on mlab1.
+    assert_eq!(
+        cached_results(&name, "mlab1").len(),
+        3,
+        "{:?}",
+        cached_results(&name, "mlab1")
+    );
 
     flanneld_restarted(&name);
     let check = lab(&name, &["check"]);
@@ -527,6 +550,13 @@ fn the_lab_on_the_real_control_plane() {
     }
 
     relabelled_virtual(&name, &kubectl);
+    // The physical DaemonSets' pods went from mlab4 with their cached results; the plain pod and the new one stay.
+    assert_eq!(
+        cached_results(&name, "mlab4").len(),
+        2,
+        "{:?}",
+        cached_results(&name, "mlab4")
+    );
 
     let (down, left) = guard.down();
     let _ = api_server.wait();
