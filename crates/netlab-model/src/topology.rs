@@ -267,12 +267,12 @@ mod tests {
     #[test]
     fn refuses_broken_topologies() {
         for (text, expected) in [
-            ("site: {ipv4: 192.0.2.0/26, gateway4: 192.0.2.1}\nnodes: []", "no nodes"),
-            ("site: {ipv4: 192.0.2.0/26, gateway4: 198.51.100.1}\nnodes: [{name: a, offset: 3}]", "outside the block"),
-            ("site: {ipv4: 192.0.2.0/29, gateway4: 192.0.2.1}\nnodes: [{name: a, offset: 7}]", "not a host address"),
-            ("site: {ipv4: 192.0.2.0/26, gateway4: 192.0.2.1}\nnodes: [{name: a, offset: 3}, {name: a, offset: 4}]", "listed twice"),
-            ("site: {ipv4: 192.0.2.0/26, gateway4: 192.0.2.1}\nnodes: [{name: A, offset: 3}]", "use 1 to 20"),
-            ("site: {ipv4: 192.0.2.0/26, gateway4: 192.0.2.1}\nnodes: [{name: a, offset: 3, colour: red}]", "unknown field"),
+            ("{site: {ipv4: 192.0.2.0/26, gateway4: 192.0.2.1}, nodes: []}", "no nodes"),
+            ("{site: {ipv4: 192.0.2.0/26, gateway4: 198.51.100.1}, nodes: [{name: a, offset: 3}]}", "outside the block"),
+            ("{site: {ipv4: 192.0.2.0/29, gateway4: 192.0.2.1}, nodes: [{name: a, offset: 7}]}", "not a host address"),
+            ("{site: {ipv4: 192.0.2.0/26, gateway4: 192.0.2.1}, nodes: [{name: a, offset: 3}, {name: a, offset: 4}]}", "listed twice"),
+            ("{site: {ipv4: 192.0.2.0/26, gateway4: 192.0.2.1}, nodes: [{name: A, offset: 3}]}", "use 1 to 20"),
+            ("{site: {ipv4: 192.0.2.0/26, gateway4: 192.0.2.1}, nodes: [{name: a, offset: 3, colour: red}]}", "unknown field"),
         ] {
             let e = Topology::from_text("t.yaml", text).unwrap_err().to_string();
             assert!(e.contains(expected), "{text}: {e}");
