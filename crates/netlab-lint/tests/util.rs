@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use netlab_lint::input::{load, Render, Source};
 use netlab_lint::{Finding, Options, Report, Rule};
 
-/// The repository root.
 pub fn root() -> PathBuf {
     test_support::workspace_root()
 }

@@ -45,9 +45,7 @@ pub struct ParseError {
 /// One Kubernetes object from a manifest.
 #[derive(Debug, Clone)]
 pub struct Object {
-    /// `kind`.
     pub kind: String,
-    /// `apiVersion`.
     pub api_version: String,
     /// `metadata.name` (empty where absent).
     pub name: String,

@@ -15,7 +15,6 @@ use crate::Error;
 pub struct Topology {
     /// The site's public block.
     pub site: Site,
-    /// The nodes.
     pub nodes: Vec<NodeSpec>,
     /// Pods beyond those the DaemonSets in the manifests and one plain pod per node give.
     #[serde(default)]
@@ -41,11 +40,11 @@ pub struct Site {
     pub dns: Vec<IpAddr>,
 }
 
-/// A node.
+/// A machine of the site: one node of the lab, at `offset` in the site block.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeSpec {
-    /// Its name.
+    /// 1 to 20 of a-z, 0-9 and `-`, unique in the topology.
     pub name: String,
     /// Its labels; `mlab/type` decides its CNI set-up.
     #[serde(default)]
@@ -62,9 +61,8 @@ pub struct NodeSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PodSpec {
-    /// Its name.
     pub name: String,
-    /// Its namespace.
+    /// `default` where the file gives none.
     #[serde(default = "default_namespace")]
     pub namespace: String,
     /// The node it runs on.
