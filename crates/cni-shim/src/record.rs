@@ -133,7 +133,8 @@ impl Payload {
         }
     }
 
-    /// The bytes kept.
+    /// The bytes kept, decoded from `text` or `base64`: secrets redacted, a prefix where `truncated`, empty where
+    /// `base64` does not decode.
     pub fn bytes(&self) -> Vec<u8> {
         match (&self.text, &self.base64) {
             (Some(t), _) => t.as_bytes().to_vec(),

@@ -15,13 +15,15 @@ pub struct NetConf {
     /// The spec version the runtime speaks. Empty on the wire means 0.1.0, as libcni reads it.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub cni_version: String,
-    /// The network's name.
+    /// The network's name, unique among a host's networks; an IPAM plugin that keeps state keys it by this name
+    /// (host-local's store is a directory named after it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// The plugin to run (for a delegated IPAM: the main plugin, such as `ipvlan`).
     #[serde(default, rename = "type", skip_serializing_if = "String::is_empty")]
     pub plugin_type: String,
-    /// The IPAM section.
+    /// Which IPAM plugin assigns this plugin's addresses, and that plugin's keys; a delegated IPAM plugin reads its
+    /// own section here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipam: Option<Ipam>,
     /// DNS settings, as written.

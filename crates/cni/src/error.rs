@@ -8,21 +8,21 @@ use crate::{Command, Version};
 ///
 /// Codes 100 and above belong to each plugin.
 pub mod code {
-    /// Incompatible CNI version.
+    /// The plugin does not speak the configuration's `cniVersion`, or the verb does not exist at it.
     pub const INCOMPATIBLE_VERSION: u32 = 1;
-    /// Unsupported field in network configuration.
+    /// A configuration field the plugin does not support; the message must name the key and its value.
     pub const UNSUPPORTED_FIELD: u32 = 2;
-    /// Container unknown or does not exist.
+    /// The container is unknown: the runtime need not clean up its network (no DEL follows).
     pub const UNKNOWN_CONTAINER: u32 = 3;
-    /// Invalid necessary environment variables.
+    /// A `CNI_*` variable is missing or unusable; the message must name it.
     pub const INVALID_ENVIRONMENT: u32 = 4;
-    /// I/O failure.
+    /// Reading or writing failed, such as reading the configuration from stdin.
     pub const IO: u32 = 5;
-    /// Failed to decode content.
+    /// Input did not decode, such as a configuration that is not JSON.
     pub const DECODE: u32 = 6;
-    /// Invalid network config.
+    /// The configuration decodes but fails validation (`prevResult` included).
     pub const INVALID_CONFIG: u32 = 7;
-    /// Try again later.
+    /// A transient condition: the runtime should retry the operation later.
     pub const TRY_AGAIN_LATER: u32 = 11;
     /// STATUS: the plugin is not available.
     pub const NOT_AVAILABLE: u32 = 50;
@@ -42,7 +42,7 @@ pub enum Error {
     /// A variable the verb requires is unset or empty.
     #[error("{name} is required for {command} but is not set")]
     MissingEnv {
-        /// The variable.
+        /// The variable's name, such as `CNI_CONTAINERID`.
         name: &'static str,
         /// The verb that needs it.
         command: Command,
@@ -50,9 +50,9 @@ pub enum Error {
     /// A variable is set but cannot be used.
     #[error("{name} is invalid: {reason}")]
     InvalidEnv {
-        /// The variable.
+        /// The variable's name, such as `CNI_ARGS`.
         name: &'static str,
-        /// Why.
+        /// What makes its value unusable, printed after the name.
         reason: String,
     },
     /// The configuration's `cniVersion` is not one the plugin supports.

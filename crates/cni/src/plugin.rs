@@ -15,11 +15,11 @@ pub const STDIN_LIMIT: u64 = 16 << 20;
 /// A decoded request: what every verb but VERSION receives.
 #[derive(Debug, Clone)]
 pub struct Request {
-    /// The environment.
+    /// The `CNI_*` variables, parsed.
     pub env: Env,
     /// The configuration's version, one the plugin supports and at which the verb exists.
     pub version: Version,
-    /// The configuration.
+    /// The configuration from stdin; for a delegated IPAM plugin, its parent's whole configuration.
     pub config: NetConf,
 }
 
@@ -34,7 +34,7 @@ pub trait Plugin {
     fn add(&self, req: &Request) -> Result<CniResult, ErrorReply>;
     /// DEL: must succeed when there is nothing to delete.
     fn del(&self, req: &Request) -> Result<(), ErrorReply>;
-    /// CHECK.
+    /// CHECK (0.4.0 and later): an error if what ADD set up, as `prevResult` describes it, is no longer so.
     fn check(&self, req: &Request) -> Result<(), ErrorReply>;
     /// GC: nothing to collect unless the plugin keeps state.
     fn gc(&self, _req: &Request) -> Result<(), ErrorReply> {
@@ -87,7 +87,7 @@ pub enum Outcome {
     Version(VersionInfo),
     /// Success with nothing to print (DEL, CHECK, GC, STATUS).
     Done,
-    /// Failure.
+    /// An error reply, printed with a non-zero exit.
     Error(ErrorReply),
 }
 

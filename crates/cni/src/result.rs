@@ -41,7 +41,7 @@ pub struct CniResult {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Interface {
-    /// Its name.
+    /// The interface's name as the kernel knows it, inside `sandbox` where that is set.
     pub name: String,
     /// Its hardware address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -73,10 +73,10 @@ pub struct IpConfig {
     pub interface: Option<usize>,
 }
 
-/// A route.
+/// A route the container's network namespace should have: `dst` through `gw`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Route {
-    /// Destination.
+    /// The destination prefix; `0.0.0.0/0` or `::/0` for a default route.
     pub dst: IpNet,
     /// Next hop; absent means the gateway of the matching address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -119,13 +119,13 @@ pub struct Dns {
     /// Name servers, in order of preference.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nameservers: Vec<String>,
-    /// The local domain.
+    /// The local domain, for short host-name lookups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
-    /// Search domains.
+    /// Domains to search for short host-name lookups, in order; most resolvers prefer them to `domain`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub search: Vec<String>,
-    /// Resolver options.
+    /// Options for the resolver, as resolv.conf's `options` line takes them (`ndots:5`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub options: Vec<String>,
 }

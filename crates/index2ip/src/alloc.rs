@@ -25,7 +25,7 @@ impl Index {
         u32::try_from(n).ok().and_then(NonZeroU32::new).map(Index)
     }
 
-    /// Its value.
+    /// The index as a number, never 0.
     pub fn get(self) -> u32 {
         self.0.get()
     }

@@ -18,7 +18,7 @@ pub const V6_KEY: &str = "epoxy.ipv6";
 pub struct Family<N, A> {
     /// The node's address with the block's prefix length (`4.14.159.112/26`).
     pub node: N,
-    /// The block's gateway.
+    /// The block's default gateway (GATEWAY), an address no pod is given.
     pub gateway: A,
     /// Name servers, in order; an empty field on the command line adds none.
     pub dns: Vec<A>,
@@ -49,19 +49,19 @@ pub enum KeysError {
     /// A key appears twice with different values.
     #[error("{key}= is given twice with different values ({first:?} and {second:?})")]
     Duplicate {
-        /// The key.
+        /// [`V4_KEY`] or [`V6_KEY`].
         key: &'static str,
-        /// Its first value.
+        /// The value at its first occurrence.
         first: String,
-        /// Its conflicting value.
+        /// A different value at a later occurrence.
         second: String,
     },
     /// A value does not have four comma-separated fields.
     #[error("{key}={value:?} has {count} comma-separated fields, expected 4: ADDR/PLEN,GATEWAY,DNS1,DNS2")]
     FieldCount {
-        /// The key.
+        /// [`V4_KEY`] or [`V6_KEY`].
         key: &'static str,
-        /// Its value.
+        /// Everything after the `=`, as written.
         value: String,
         /// How many fields it has.
         count: usize,
@@ -69,7 +69,7 @@ pub enum KeysError {
     /// A field is not an address of the key's family.
     #[error("{key}= field {field} {value:?} is not {expected}")]
     Field {
-        /// The key.
+        /// [`V4_KEY`] or [`V6_KEY`].
         key: &'static str,
         /// Which field: ADDR/PLEN, GATEWAY, DNS1 or DNS2.
         field: &'static str,

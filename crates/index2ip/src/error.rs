@@ -39,7 +39,7 @@ pub enum Error {
     /// The pod's name holds `index` followed by digits that are no valid index.
     #[error("pod name {pod:?} holds index{digits}, which is not a valid index (1 to 4294967295)")]
     InvalidPodIndex {
-        /// The pod's name.
+        /// `K8S_POD_NAME` from `CNI_ARGS`.
         pod: String,
         /// The digits after `index`.
         digits: String,
@@ -50,16 +50,16 @@ pub enum Error {
     /// The command-line file could not be read.
     #[error("cannot read the node's keys from {path}: {source}")]
     ReadKeys {
-        /// The file.
+        /// `ipam.cmdline`, or [`DEFAULT_CMDLINE`](crate::plugin::DEFAULT_CMDLINE) where it is unset.
         path: PathBuf,
-        /// Why.
+        /// The read's error; every kind is answered with code 5 (I/O).
         #[source]
         source: std::io::Error,
     },
     /// The command-line file does not hold usable keys.
     #[error("node keys in {path}: {source}")]
     Keys {
-        /// The file.
+        /// `ipam.cmdline`, or [`DEFAULT_CMDLINE`](crate::plugin::DEFAULT_CMDLINE) where it is unset.
         path: PathBuf,
         /// What is wrong with them.
         #[source]
@@ -79,7 +79,7 @@ pub enum Error {
     CheckMismatch {
         /// What is missing from it.
         missing: String,
-        /// The index.
+        /// The index the request resolves to (`ipam.index`, else the pod's name).
         index: crate::Index,
     },
 }

@@ -89,10 +89,10 @@ rules! {
 /// One problem found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
-    /// The rule's id.
+    /// The rule that found it, written as its id in JSON.
     #[serde(serialize_with = "ser_rule")]
     pub rule: Rule,
-    /// Its severity.
+    /// Its rule's severity, copied so that the JSON output carries it.
     pub severity: Severity,
     /// The source (file, `<stdin>`, or rendered directory).
     pub file: Option<String>,
@@ -159,7 +159,6 @@ pub struct Options {
 pub struct Report {
     /// The findings, in source order.
     pub findings: Vec<Finding>,
-    /// Counts.
     pub summary: Summary,
 }
 

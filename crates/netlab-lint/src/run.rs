@@ -11,9 +11,7 @@ use crate::{input, Error, Finding, Inputs, Options, Report, Rule};
 /// Where the node inventory comes from.
 #[derive(Debug, Clone)]
 pub enum NodesFrom {
-    /// A file.
     File(PathBuf),
-    /// Standard input.
     Stdin,
 }
 

@@ -52,14 +52,9 @@ fn duplicate_object() {
 
 #[test]
 fn nad_config() {
-    let broken = nad(
-        "default",
-        "x",
-        "{\n  \"cniVersion\": \"1.0.0\",\n  \"type\": \"ipvlan\",,\n}",
-    );
-    let found = fires(&broken, Rule::NadConfig);
-    // The JSON error is on the config's third line; the config starts on line 8 of the file.
-    assert_eq!(found[0].line, Some(10), "{found:?}");
+    let found = fires(&fixture("nad-config/trailing-commas.yaml"), Rule::NadConfig);
+    // The JSON error is on the config's third line, line 11 of the file.
+    assert_eq!(found[0].line, Some(11), "{found:?}");
     fires(&fixture("nad-config/no-config.yaml"), Rule::NadConfig);
     fires(
         &nad(
@@ -274,15 +269,25 @@ fn index_range() {
 
 #[test]
 fn multus_cluster_network() {
-    let conf = |cluster: &str| {
-        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: m\n  namespace: kube-system\ndata:\n  00-multus.conf: |\n    {{\"cniVersion\": \"0.3.1\", \"name\": \"m\", \"type\": \"multus\", \"clusterNetwork\": \"{cluster}\", \"kubeconfig\": \"/k\"}}\n")
-    };
-    let found = fires(&conf("flannel-conff"), Rule::MultusClusterNetwork);
-    assert_eq!(found[0].line, Some(7));
-    clean(&conf("flannel-conf"));
-    clean(&conf("/etc/cni/net.d/10-flannel.conflist"));
+    let conf = fixture("multus/configmap.yaml");
+    let cluster = r#""clusterNetwork": "flannel-conf""#;
+    clean(&conf);
+    let found = fires(
+        &edit(&conf, cluster, r#""clusterNetwork": "flannel-conff""#),
+        Rule::MultusClusterNetwork,
+    );
+    assert_eq!(found[0].line, Some(8));
+    clean(&edit(
+        &conf,
+        cluster,
+        r#""clusterNetwork": "/etc/cni/net.d/10-flannel.conflist""#,
+    ));
     fires(
-        &conf("flannel-conf").replace("\"type\"", "\"multusNamespace\": \"default\", \"type\""),
+        &edit(
+            &conf,
+            r#""type""#,
+            r#""multusNamespace": "default", "type""#,
+        ),
         Rule::MultusClusterNetwork,
     );
 }
@@ -296,32 +301,31 @@ fn annotation_syntax() {
         "Index2ip",
         "a@b@c",
     ] {
-        let ds = daemonset("exp-index2", &good_annotations(bad), GOOD_SPEC);
-        let found = fires(&ds, Rule::AnnotationSyntax);
-        assert_eq!(found[0].line, Some(15), "{bad}: {found:?}");
+        let found = fires(&index_workload("exp-index2", bad), Rule::AnnotationSyntax);
+        assert_eq!(found[0].line, Some(16), "{bad}: {found:?}");
     }
     // An unquoted JSON list is YAML, not a string.
-    let unquoted = "        k8s.v1.cni.cncf.io/networks: [{name: index2ip-index-2-conf}]\n";
+    let unquoted = edit(
+        &index_workload("exp-index2", "index2ip-index-2-conf"),
+        "'index2ip-index-2-conf'",
+        "[{name: index2ip-index-2-conf}]",
+    );
     fires(
-        &daemonset("exp-index2", unquoted, GOOD_SPEC),
+        &without_line(&unquoted, "v1.multus-cni.io/default-network"),
         Rule::AnnotationSyntax,
     );
-    let two_defaults =
-        "        v1.multus-cni.io/default-network: flannel-conf,flannel-experiment-conf\n";
-    fires(
-        &daemonset("exp", two_defaults, GOOD_SPEC),
-        Rule::AnnotationSyntax,
+    let two_defaults = edit(
+        &plain_workload("exp"),
+        "default-network: flannel-experiment-conf",
+        "default-network: flannel-conf,flannel-experiment-conf",
     );
+    fires(&two_defaults, Rule::AnnotationSyntax);
 }
 
 #[test]
 fn annotation_unknown_network() {
     let found = fires(
-        &daemonset(
-            "exp-index2",
-            &good_annotations("index2ip-index-20-conf"),
-            GOOD_SPEC,
-        ),
+        &index_workload("exp-index2", "index2ip-index-20-conf"),
         Rule::AnnotationUnknownNetwork,
     );
     assert!(
@@ -329,178 +333,117 @@ fn annotation_unknown_network() {
         "{found:?}"
     );
     // Without a namespace a default network is looked up in multus's namespace, not the pod's.
-    let wrong_ns = "        v1.multus-cni.io/default-network: default/flannel-experiment-conf\n";
-    fires(
-        &daemonset("plain", wrong_ns, GOOD_SPEC),
-        Rule::AnnotationUnknownNetwork,
+    let wrong_ns = edit(
+        &plain_workload("plain"),
+        "default-network: flannel-experiment-conf",
+        "default-network: default/flannel-experiment-conf",
     );
+    fires(&wrong_ns, Rule::AnnotationUnknownNetwork);
     fires(
-        &daemonset(
-            "plain",
-            "        k8s.v1.cni.cncf.io/networks: kube-system/index2ip-index-2-conf\n",
-            GOOD_SPEC,
+        &without_line(
+            &index_workload("plain", "kube-system/index2ip-index-2-conf"),
+            "v1.multus-cni.io/default-network",
         ),
         Rule::AnnotationUnknownNetwork,
     );
     // Every form of a good reference passes.
-    clean(&daemonset(
+    clean(&index_workload("ndt-index3", "index2ip-index-3-conf"));
+    clean(&index_workload(
         "ndt-index3",
-        &good_annotations("index2ip-index-3-conf"),
-        GOOD_SPEC,
+        "default/index2ip-index-3-conf@net1",
     ));
-    clean(&daemonset(
+    clean(&index_workload(
         "ndt-index3",
-        &good_annotations("default/index2ip-index-3-conf@net1"),
-        GOOD_SPEC,
-    ));
-    clean(&daemonset(
-        "ndt-index3",
-        &good_annotations(
-            r#"[{"name": "index2ip-index-3-conf", "namespace": "default", "interface": "pub0"}]"#,
-        ),
-        GOOD_SPEC,
+        r#"[{"name": "index2ip-index-3-conf", "namespace": "default", "interface": "pub0"}]"#,
     ));
 }
 
 #[test]
 fn index_placement() {
-    let anywhere = "      dnsPolicy: None\n      dnsConfig:\n        nameservers: [8.8.8.8]\n";
-    let found = fires(
-        &daemonset(
-            "exp-index3",
-            &good_annotations("index2ip-index-3-conf"),
-            anywhere,
-        ),
-        Rule::IndexPlacement,
-    );
+    let good = index_workload("exp-index3", "index2ip-index-3-conf");
+    clean(&good);
+    let found = fires(&without_line(&good, "nodeSelector:"), Rule::IndexPlacement);
     assert!(found[0].message.contains("mlab/type=physical"), "{found:?}");
     fires(
-        &daemonset(
-            "exp-index3",
-            &good_annotations("index2ip-index-3-conf"),
-            &GOOD_SPEC.replace("physical", "virtual"),
-        ),
+        &edit(&good, "mlab/type: physical", "mlab/type: virtual"),
         Rule::IndexPlacement,
     );
-    let either = "      affinity:\n        nodeAffinity:\n          requiredDuringSchedulingIgnoredDuringExecution:\n            nodeSelectorTerms:\n              - matchExpressions:\n                  - {key: mlab/type, operator: In, values: [physical, virtual]}\n      dnsPolicy: None\n      dnsConfig:\n        nameservers: [8.8.8.8]\n";
-    fires(
-        &daemonset(
-            "exp-index3",
-            &good_annotations("index2ip-index-3-conf"),
-            either,
-        ),
-        Rule::IndexPlacement,
-    );
-    clean(&daemonset(
-        "exp-index3",
-        &good_annotations("index2ip-index-3-conf"),
-        &either.replace(", virtual", ""),
-    ));
+    let either = fixture("workloads/affinity-either.yaml");
+    fires(&either, Rule::IndexPlacement);
+    clean(&edit(&either, "[physical, virtual]", "[physical]"));
 }
 
 #[test]
 fn index_shared() {
     // ndt-index2 in k8s/ already uses index 2 on every physical node.
     let found = fires(
-        &daemonset(
-            "other-index2",
-            &good_annotations("index2ip-index-2-conf"),
-            GOOD_SPEC,
-        ),
+        &index_workload("other-index2", "index2ip-index-2-conf"),
         Rule::IndexShared,
     );
     assert!(found[0].message.contains("ndt-index2"), "{found:?}");
     fires(
-        &daemonset(
+        &index_workload(
             "twice-index3",
-            &good_annotations("index2ip-index-3-conf,index2ip-index-3-conf@net2"),
-            GOOD_SPEC,
+            "index2ip-index-3-conf,index2ip-index-3-conf@net2",
         ),
         Rule::IndexShared,
     );
     // Two replicas of one Deployment can meet on a node, unless anti-affinity keeps them apart.
-    let deployment = daemonset(
-        "dep-index3",
-        &good_annotations("index2ip-index-3-conf"),
-        GOOD_SPEC,
-    )
-    .replace("kind: DaemonSet", "kind: Deployment")
-    .replace("spec:\n  selector:", "spec:\n  replicas: 2\n  selector:");
+    let deployment = fixture("workloads/deployment.yaml");
     let found = fires(&deployment, Rule::IndexShared);
-    assert_eq!(found[0].line, Some(7));
-    let apart = "      affinity:\n        podAntiAffinity:\n          requiredDuringSchedulingIgnoredDuringExecution:\n            - topologyKey: kubernetes.io/hostname\n              labelSelector: {matchLabels: {app: dep-index3}}\n";
-    clean(&deployment.replace(GOOD_SPEC, &format!("{GOOD_SPEC}{apart}")));
-    clean(&deployment.replace("replicas: 2", "replicas: 1"));
+    assert_eq!(found[0].line, Some(8));
+    clean(&fixture("workloads/deployment-apart.yaml"));
+    clean(&edit(&deployment, "replicas: 2", "replicas: 1"));
     // Two workloads pinned to different nodes cannot meet.
-    let pinned = |host: &str| {
-        format!("      nodeSelector:\n        mlab/type: physical\n        kubernetes.io/hostname: {host}\n      dnsPolicy: None\n      dnsConfig:\n        nameservers: [8.8.8.8]\n")
-    };
-    let two = format!(
-        "{}---\n{}",
-        daemonset(
-            "a-index3",
-            &good_annotations("index2ip-index-3-conf"),
-            &pinned("mlab1")
+    let pinned = fixture("workloads/pinned.yaml");
+    clean(&pinned);
+    fires(
+        &edit(
+            &pinned,
+            "kubernetes.io/hostname: mlab2",
+            "kubernetes.io/hostname: mlab1",
         ),
-        daemonset(
-            "b-index3",
-            &good_annotations("index2ip-index-3-conf"),
-            &pinned("mlab2")
-        )
+        Rule::IndexShared,
     );
-    clean(&two);
-    fires(&two.replace("mlab2", "mlab1"), Rule::IndexShared);
 }
 
 #[test]
 fn index_pod_name() {
     let found = fires(
-        &daemonset(
-            "ndt-index3",
-            &good_annotations("index2ip-index-4-conf"),
-            GOOD_SPEC,
-        ),
+        &index_workload("ndt-index3", "index2ip-index-4-conf"),
         Rule::IndexPodName,
     );
     assert_eq!(found[0].severity, Severity::Warning);
-    assert_eq!(found[0].line, Some(4));
+    assert_eq!(found[0].line, Some(5));
 }
 
 #[test]
 fn index_dns() {
-    let spec = "      nodeSelector:\n        mlab/type: physical\n";
-    fires(
-        &daemonset(
-            "exp-index3",
-            &good_annotations("index2ip-index-3-conf"),
-            spec,
-        ),
-        Rule::IndexDns,
+    let policy_only = without_line(
+        &index_workload("exp-index3", "index2ip-index-3-conf"),
+        "dnsConfig:",
     );
+    fires(&policy_only, Rule::IndexDns);
     fires(
-        &daemonset(
-            "exp-index3",
-            &good_annotations("index2ip-index-3-conf"),
-            &format!("{spec}      dnsPolicy: None\n"),
-        ),
+        &without_line(&policy_only, "dnsPolicy: None"),
         Rule::IndexDns,
     );
 }
 
 #[test]
 fn index_default_network() {
-    let only_networks = "        k8s.v1.cni.cncf.io/networks: index2ip-index-3-conf\n";
+    let good = index_workload("exp-index3", "index2ip-index-3-conf");
     fires(
-        &daemonset("exp-index3", only_networks, GOOD_SPEC),
+        &without_line(&good, "v1.multus-cni.io/default-network"),
         Rule::IndexDefaultNetwork,
     );
-    let with_gateway =
-        format!("{only_networks}        v1.multus-cni.io/default-network: flannel-conf\n");
-    let found = fires(
-        &daemonset("exp-index3", &with_gateway, GOOD_SPEC),
-        Rule::IndexDefaultNetwork,
+    let with_gateway = edit(
+        &good,
+        "default-network: flannel-experiment-conf",
+        "default-network: flannel-conf",
     );
-    assert_eq!(found[0].line, Some(16));
+    let found = fires(&with_gateway, Rule::IndexDefaultNetwork);
+    assert_eq!(found[0].line, Some(17));
 }
 
 #[test]

@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use netlab_lint::input::{load, Render, Source};
 use netlab_lint::{Finding, Options, Report, Rule};
 
-/// The repository root.
 pub fn root() -> PathBuf {
     test_support::workspace_root()
 }
@@ -91,10 +90,52 @@ pub fn clean(extra: &str) {
     );
 }
 
-/// A NetworkAttachmentDefinition with `config` (a JSON text) as a block scalar.
+/// A file of tests/fixtures/templates with each `${key}` replaced by its value: every key must be in the file, and
+/// no placeholder may be left.
+pub fn template(name: &str, values: &[(&str, &str)]) -> String {
+    let mut text = fixture(&format!("templates/{name}"));
+    for (key, value) in values {
+        let placeholder = format!("${{{key}}}");
+        assert!(
+            text.contains(&placeholder),
+            "templates/{name} has no {placeholder}"
+        );
+        text = text.replace(&placeholder, value);
+    }
+    assert!(
+        !text.contains("${"),
+        "templates/{name} left unfilled:\n{text}"
+    );
+    text
+}
+
+/// `text` with every `from` replaced by `to`; `from` must be there, so that a test cannot check the unedited text
+/// by mistake.
+pub fn edit(text: &str, from: &str, to: &str) -> String {
+    assert!(text.contains(from), "{from:?} not in:\n{text}");
+    text.replace(from, to)
+}
+
+/// `text` without its one line containing `containing`.
+pub fn without_line(text: &str, containing: &str) -> String {
+    let lines = text.lines().filter(|l| l.contains(containing)).count();
+    assert_eq!(lines, 1, "{containing:?} is on {lines} lines of:\n{text}");
+    text.lines()
+        .filter(|l| !l.contains(containing))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// A NetworkAttachmentDefinition (templates/nad.yaml) with `config`, one line of JSON; its config is on line 9.
 pub fn nad(namespace: &str, name: &str, config: &str) -> String {
-    let body: String = config.lines().map(|l| format!("    {l}\n")).collect();
-    format!("apiVersion: k8s.cni.cncf.io/v1\nkind: NetworkAttachmentDefinition\nmetadata:\n  name: {name}\n  namespace: {namespace}\nspec:\n  config: |\n{body}")
+    assert!(
+        !config.contains('\n'),
+        "a config of several lines is a fixture of its own"
+    );
+    template(
+        "nad.yaml",
+        &[("namespace", namespace), ("name", name), ("config", config)],
+    )
 }
 
 /// An index network chain at `version` with `index`.
@@ -104,20 +145,19 @@ pub fn index_config(version: &str, index: &str) -> String {
     )
 }
 
-/// A DaemonSet named `name` whose pod template has the given annotations (YAML lines, already indented for the
-/// annotations mapping) and spec lines (indented for the pod spec). `None` leaves out the annotations mapping.
-pub fn daemonset(name: &str, annotations: &str, spec: &str) -> String {
-    format!(
-        "apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: {name}\n  namespace: default\nspec:\n  selector:\n    matchLabels:\n      app: {name}\n  template:\n    metadata:\n      labels:\n        app: {name}\n      annotations:\n{annotations}    spec:\n{spec}      containers:\n        - name: c\n          image: registry.example.org/c:1\n"
+/// A well-behaved index workload (templates/index-workload.yaml): a DaemonSet named `name` (line 5) asking for
+/// `networks` (line 16) with flannel-experiment-conf as its default network (line 17), on physical nodes, DNS by
+/// hand.
+pub fn index_workload(name: &str, networks: &str) -> String {
+    template(
+        "index-workload.yaml",
+        &[("name", name), ("networks", networks)],
     )
 }
 
-/// Pod spec lines of a well-behaved index workload: physical nodes, DNS by hand.
-pub const GOOD_SPEC: &str = "      nodeSelector:\n        mlab/type: physical\n      dnsPolicy: None\n      dnsConfig:\n        nameservers: [8.8.8.8]\n";
-
-/// Annotation lines asking for `networks` with flannel-experiment-conf as the default network.
-pub fn good_annotations(networks: &str) -> String {
-    format!("        k8s.v1.cni.cncf.io/networks: '{networks}'\n        v1.multus-cni.io/default-network: flannel-experiment-conf\n")
+/// The index workload without its networks annotation: a pod on the cluster network alone.
+pub fn plain_workload(name: &str) -> String {
+    without_line(&index_workload(name, ""), "k8s.v1.cni.cncf.io/networks:")
 }
 
 pub use test_support::skip;

@@ -28,9 +28,9 @@ pub struct Installer {
 pub struct Flannel {
     /// The DaemonSets running flanneld.
     pub daemonsets: Vec<(String, Selector)>,
-    /// `Network`.
+    /// `Network` of flannel's net-conf.json: the pod network each node's subnet is cut from.
     pub network: Ipv4Net,
-    /// `SubnetLen`.
+    /// `SubnetLen` of net-conf.json: the prefix length of each node's subnet; 24 where absent, as in flannel.
     pub subnet_len: u8,
 }
 

@@ -18,7 +18,6 @@ pub enum Error {
     /// The topology file is unusable.
     #[error("topology {file}: {reason}")]
     Topology {
-        /// The file.
         file: String,
         /// What is wrong.
         reason: String,

@@ -45,9 +45,7 @@ pub struct ParseError {
 /// One Kubernetes object from a manifest.
 #[derive(Debug, Clone)]
 pub struct Object {
-    /// `kind`.
     pub kind: String,
-    /// `apiVersion`.
     pub api_version: String,
     /// `metadata.name` (empty where absent).
     pub name: String,
@@ -290,7 +288,7 @@ mod tests {
 
     #[test]
     fn locates_nested_keys_and_falls_back_to_the_deepest_found() {
-        let o = one("# c\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: a\n  annotations:\n    x: y\nspec:\n  containers:\n    - name: c\n      image: i\n");
+        let o = one(include_str!("../tests/fixtures/manifest/pod.yaml"));
         assert_eq!(o.line, 3);
         assert_eq!(o.line_of(&["metadata", "annotations", "x"]), 8);
         assert_eq!(o.line_of(&["spec", "containers", "image"]), 12);
@@ -302,7 +300,7 @@ mod tests {
     fn reports_the_line_of_a_parse_error_and_skips_empty_documents() {
         let (objects, findings) = parse(&[Source::new(
             "t.yaml",
-            "---\n# only a comment\n---\napiVersion: v1\nkind: A\n---\na: [\n",
+            include_str!("../tests/fixtures/manifest/parse-error.yaml"),
         )]);
         assert_eq!(objects.len(), 1);
         assert_eq!(findings.len(), 1);
@@ -311,7 +309,10 @@ mod tests {
 
     #[test]
     fn expands_lists_and_refuses_documents_without_kind() {
-        let (objects, findings) = parse(&[Source::new("t", "kind: List\napiVersion: v1\nitems:\n- {kind: Node, apiVersion: v1, metadata: {name: n1}}\n---\nfoo: 1\n")]);
+        let (objects, findings) = parse(&[Source::new(
+            "t",
+            include_str!("../tests/fixtures/manifest/list-and-kindless.yaml"),
+        )]);
         assert_eq!(objects.len(), 1);
         assert_eq!(objects[0].name, "n1");
         assert_eq!(findings.len(), 1);

@@ -140,19 +140,18 @@ mod tests {
 
     #[test]
     fn reads_lists_and_single_nodes_and_refuses_others() -> Result<(), Error> {
-        let list = "{\n \"kind\": \"List\",\n \"apiVersion\": \"v1\",\n \"items\": [\n  {\"kind\": \"Node\", \"metadata\": {\n   \"name\": \"mlab1\", \"labels\": {\"mlab/type\": \"physical\"}}}\n ]\n}\n";
-        let nodes = parse("n.json", list)?;
+        let nodes = parse("n.json", include_str!("../tests/fixtures/nodes/list.json"))?;
         assert_eq!(nodes.len(), 1);
         assert_eq!(
             nodes[0].labels.get("mlab/type").map(String::as_str),
             Some("physical")
         );
         assert_eq!(nodes[0].line, Some(6));
-        assert_eq!(parse("n", "kind: Node\nmetadata:\n  name: a\n")?.len(), 1);
+        assert_eq!(parse("n", "{kind: Node, metadata: {name: a}}")?.len(), 1);
         assert!(parse("n", "kind: Pod\n").is_err());
         assert!(parse(
             "n",
-            "kind: List\nitems:\n- kind: Pod\n  metadata: {name: a}\n"
+            "{kind: List, items: [{kind: Pod, metadata: {name: a}}]}"
         )
         .is_err());
         assert!(parse("n", "{").is_err());

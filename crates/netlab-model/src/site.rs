@@ -5,7 +5,7 @@ use crate::Error;
 /// A site's block size, which fixes how many experiment indices each machine has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SiteBlock {
-    /// The prefix length.
+    /// 26, 28 or 29 from [`SiteBlock::parse`]; [`SiteBlock::capacity`] is `None` for any other.
     pub prefix_len: u8,
 }
 

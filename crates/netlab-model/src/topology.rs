@@ -15,7 +15,6 @@ use crate::Error;
 pub struct Topology {
     /// The site's public block.
     pub site: Site,
-    /// The nodes.
     pub nodes: Vec<NodeSpec>,
     /// Pods beyond those the DaemonSets in the manifests and one plain pod per node give.
     #[serde(default)]
@@ -41,11 +40,11 @@ pub struct Site {
     pub dns: Vec<IpAddr>,
 }
 
-/// A node.
+/// A machine of the site: one node of the lab, at `offset` in the site block.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeSpec {
-    /// Its name.
+    /// 1 to 20 of a-z, 0-9 and `-`, unique in the topology.
     pub name: String,
     /// Its labels; `mlab/type` decides its CNI set-up.
     #[serde(default)]
@@ -62,9 +61,8 @@ pub struct NodeSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PodSpec {
-    /// Its name.
     pub name: String,
-    /// Its namespace.
+    /// `default` where the file gives none.
     #[serde(default = "default_namespace")]
     pub namespace: String,
     /// The node it runs on.
@@ -267,12 +265,12 @@ mod tests {
     #[test]
     fn refuses_broken_topologies() {
         for (text, expected) in [
-            ("site: {ipv4: 192.0.2.0/26, gateway4: 192.0.2.1}\nnodes: []", "no nodes"),
-            ("site: {ipv4: 192.0.2.0/26, gateway4: 198.51.100.1}\nnodes: [{name: a, offset: 3}]", "outside the block"),
-            ("site: {ipv4: 192.0.2.0/29, gateway4: 192.0.2.1}\nnodes: [{name: a, offset: 7}]", "not a host address"),
-            ("site: {ipv4: 192.0.2.0/26, gateway4: 192.0.2.1}\nnodes: [{name: a, offset: 3}, {name: a, offset: 4}]", "listed twice"),
-            ("site: {ipv4: 192.0.2.0/26, gateway4: 192.0.2.1}\nnodes: [{name: A, offset: 3}]", "use 1 to 20"),
-            ("site: {ipv4: 192.0.2.0/26, gateway4: 192.0.2.1}\nnodes: [{name: a, offset: 3, colour: red}]", "unknown field"),
+            ("{site: {ipv4: 192.0.2.0/26, gateway4: 192.0.2.1}, nodes: []}", "no nodes"),
+            ("{site: {ipv4: 192.0.2.0/26, gateway4: 198.51.100.1}, nodes: [{name: a, offset: 3}]}", "outside the block"),
+            ("{site: {ipv4: 192.0.2.0/29, gateway4: 192.0.2.1}, nodes: [{name: a, offset: 7}]}", "not a host address"),
+            ("{site: {ipv4: 192.0.2.0/26, gateway4: 192.0.2.1}, nodes: [{name: a, offset: 3}, {name: a, offset: 4}]}", "listed twice"),
+            ("{site: {ipv4: 192.0.2.0/26, gateway4: 192.0.2.1}, nodes: [{name: A, offset: 3}]}", "use 1 to 20"),
+            ("{site: {ipv4: 192.0.2.0/26, gateway4: 192.0.2.1}, nodes: [{name: a, offset: 3, colour: red}]}", "unknown field"),
         ] {
             let e = Topology::from_text("t.yaml", text).unwrap_err().to_string();
             assert!(e.contains(expected), "{text}: {e}");

@@ -25,19 +25,14 @@ pub struct Workload {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PodSpec {
-    /// `nodeSelector`.
     #[serde(default)]
     pub node_selector: BTreeMap<String, String>,
-    /// `nodeName`.
     #[serde(default)]
     pub node_name: Option<String>,
-    /// `affinity`.
     #[serde(default)]
     pub affinity: Option<Affinity>,
-    /// `dnsPolicy`.
     #[serde(default)]
     pub dns_policy: Option<String>,
-    /// `dnsConfig`.
     #[serde(default)]
     pub dns_config: Option<DnsConfig>,
 }
@@ -99,16 +94,15 @@ impl Selector {
     }
 }
 
-/// `affinity`.
+/// The part of a pod's `affinity` lint reads: node affinity.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Affinity {
-    /// `nodeAffinity`.
     #[serde(default)]
     pub node_affinity: Option<NodeAffinity>,
 }
 
-/// `nodeAffinity`.
+/// The part of `nodeAffinity` lint reads: the constraint the scheduler must meet.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeAffinity {
@@ -121,7 +115,6 @@ pub struct NodeAffinity {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeSelector {
-    /// The terms.
     #[serde(default)]
     pub node_selector_terms: Vec<NodeSelectorTerm>,
 }
@@ -142,15 +135,14 @@ pub struct Requirement {
     pub key: String,
     /// In, NotIn, Exists, DoesNotExist, Gt, Lt.
     pub operator: String,
-    /// The values.
+    /// For In and NotIn, the label values; for Gt and Lt, one integer; empty for Exists and DoesNotExist.
     #[serde(default)]
     pub values: Vec<String>,
 }
 
-/// `dnsConfig`.
+/// The part of `dnsConfig` lint reads.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct DnsConfig {
-    /// The nameservers.
     #[serde(default)]
     pub nameservers: Vec<String>,
 }
@@ -210,7 +202,6 @@ impl Workload {
             .collect()
     }
 
-    /// Its name.
     pub fn name(&self) -> &str {
         &self.object.name
     }

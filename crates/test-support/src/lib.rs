@@ -146,7 +146,8 @@ pub fn ip(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The workspace's root directory.
+/// The workspace's root directory, found from this crate's place in it (`crates/test-support`) at build time, not
+/// from the current directory, which cargo sets to the package of each test.
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }

@@ -56,7 +56,6 @@ pub(crate) fn json_diff(a: &Value, b: &Value, pointer: &str, out: &mut Vec<Chang
 /// A pair to compare: the latest ADD and the latest `verb` call of one plugin on one interface.
 #[derive(Debug)]
 pub(crate) struct Pair<'a> {
-    /// The ADD call.
     pub add: &'a Record,
     /// The DEL or CHECK call, if there was one.
     pub other: Option<&'a Record>,

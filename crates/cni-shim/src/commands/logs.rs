@@ -17,7 +17,7 @@ pub(crate) struct Filter {
     /// Pod `namespace/name` (substring).
     #[arg(long)]
     pub pod: Option<String>,
-    /// Plugin name.
+    /// Plugin name (exact).
     #[arg(long)]
     pub plugin: Option<String>,
     /// Verb (ADD, DEL, CHECK, ...).

@@ -17,7 +17,7 @@ pub(crate) struct Plan {
     pub args: Vec<String>,
     /// Its whole environment: the recorded `CNI_*` variables and a plain `PATH`.
     pub env: BTreeMap<String, String>,
-    /// Its stdin.
+    /// The stdin the record kept: cut short or redacted where `problems` says so.
     pub stdin: Vec<u8>,
     /// Why the replay would not be the recorded call.
     pub problems: Vec<String>,

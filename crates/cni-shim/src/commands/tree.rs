@@ -10,7 +10,6 @@ use crate::time;
 /// A call and the calls it made.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Node {
-    /// The call.
     pub record: Record,
     /// The calls it made, in start order.
     pub children: Vec<Node>,
