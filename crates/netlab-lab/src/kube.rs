@@ -1,5 +1,8 @@
 //! The Kubernetes API as the lab's kubelet sees it: the fields of pods it reads, parsed once into types, and the
 //! peers' kubectl to read and write objects, as the administrator or as a node.
+//!
+//! The types mirror the API's objects field for field (camelCase on the wire, absent fields defaulted); a field is
+//! documented where the lab gives it a meaning of its own.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -24,13 +27,10 @@ pub struct Pod {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ObjectMeta {
-    /// Name.
     pub name: String,
-    /// Namespace.
     pub namespace: String,
     /// The object's identity, which a name reused by a new object does not share.
     pub uid: String,
-    /// Annotations.
     pub annotations: BTreeMap<String, String>,
     /// The controllers that own it.
     pub owner_references: Vec<OwnerReference>,
@@ -44,7 +44,6 @@ pub struct ObjectMeta {
 pub struct OwnerReference {
     /// `DaemonSet`, `ReplicaSet`, ...
     pub kind: String,
-    /// Its name.
     pub name: String,
 }
 
@@ -72,15 +71,12 @@ pub struct PodSpec {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Container {
-    /// Name.
     pub name: String,
-    /// Image.
     pub image: String,
     /// The entrypoint (the image's when empty).
     pub command: Vec<String>,
     /// Its arguments.
     pub args: Vec<String>,
-    /// Environment.
     pub env: Vec<EnvVar>,
     /// Mounts of the pod's volumes.
     pub volume_mounts: Vec<VolumeMount>,
@@ -92,7 +88,6 @@ pub struct Container {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct EnvVar {
-    /// Name.
     pub name: String,
     /// A literal value.
     pub value: Option<String>,
@@ -120,7 +115,6 @@ pub struct FieldRef {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct VolumeMount {
-    /// The volume.
     pub name: String,
     /// Where in the container.
     pub mount_path: String,
@@ -144,7 +138,6 @@ pub struct ContainerPort {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Volume {
-    /// Name.
     pub name: String,
     /// A path on the node.
     pub host_path: Option<HostPathSource>,
@@ -181,7 +174,6 @@ pub struct ConfigMapSource {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct KeyToPath {
-    /// The key.
     pub key: String,
     /// The file, relative to the volume.
     pub path: String,
@@ -191,7 +183,6 @@ pub struct KeyToPath {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ProjectedSource {
-    /// Its sources.
     pub sources: Vec<Projection>,
 }
 
@@ -211,7 +202,6 @@ pub struct Projection {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct TokenProjection {
-    /// The file.
     pub path: String,
     /// How long it is valid.
     pub expiration_seconds: Option<u64>,
@@ -229,19 +219,15 @@ pub struct DownwardApiProjection {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct DownwardApiFile {
-    /// The file.
     pub path: String,
-    /// The field.
     pub field_ref: Option<FieldRef>,
 }
 
 /// One event of a watch: `ADDED`, `MODIFIED`, `DELETED`, with the object.
 #[derive(Debug, Clone, Deserialize)]
 pub struct WatchEvent {
-    /// The kind of event.
     #[serde(rename = "type")]
     pub kind: String,
-    /// The object.
     pub object: serde_json::Value,
 }
 
@@ -278,9 +264,7 @@ impl Pod {
 /// The peers' kubectl with one identity's kubeconfig.
 #[derive(Debug, Clone)]
 pub struct Kubectl {
-    /// The kubectl binary.
     pub bin: PathBuf,
-    /// The kubeconfig.
     pub kubeconfig: PathBuf,
     /// kubectl's discovery cache, one per cluster.
     pub cache: PathBuf,

@@ -34,7 +34,6 @@ use crate::Error;
 /// What the kubelet needs to know, written by `up` next to the state.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Config {
-    /// The peers' kubectl.
     pub kubectl: PathBuf,
     /// The administrator's kubeconfig (to watch pods and mint tokens).
     pub admin_kubeconfig: PathBuf,
@@ -46,20 +45,15 @@ pub struct Config {
     pub api_netns: String,
     /// The API server's address and port, for pods' `KUBERNETES_SERVICE_HOST` (no service proxy runs here).
     pub api_host: String,
-    /// Its port.
     pub api_port: u16,
-    /// The nodes.
     pub nodes: Vec<NodeConfig>,
-    /// The images' files.
     pub sources: Sources,
 }
 
 /// One node as its kubelet registers it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct NodeConfig {
-    /// Its name.
     pub name: String,
-    /// Its labels.
     pub labels: BTreeMap<String, String>,
     /// Its addresses (InternalIP).
     pub addresses: Vec<String>,
