@@ -630,20 +630,17 @@ fn synthesize_records(from: &Path, to: &Path, count: usize) -> Result<(), String
     Ok(())
 }
 
-/// The lab at 12, 48 and 200 pods: `netlab up` and `down` wall time, and the plugin processes' share of `up`
-/// (summed from the lab's state), whose difference is the lab's own overhead.
-fn lab(
-    iterations: usize,
-    netlab: Option<&Path>,
-    index2ip: Option<&Path>,
-    dir: &Path,
-) -> Result<Group, String> {
+/// A lab group with nothing measured yet, and the binaries it runs; `Err` is the group with every case skipped and
+/// why (netlab or index2ip not built, not root).
+fn lab_group<'a>(
+    title: &str,
+    note: &str,
+    netlab: Option<&'a Path>,
+    index2ip: Option<&'a Path>,
+) -> Result<(Group, &'a Path, &'a Path), Group> {
     let mut group = Group {
-        title: "Lab".into(),
-        note: "netlab up and down of a site with four physical machines (the manifests' DaemonSets, a plain pod per \
-               node, and more plain pods to reach the size), against the time its plugin processes took; \
-               milliseconds as microseconds"
-            .into(),
+        title: title.into(),
+        note: note.into(),
         baseline: String::new(),
         rows: Vec::new(),
         skipped: Vec::new(),
@@ -652,12 +649,34 @@ fn lab(
         group
             .skipped
             .push("every case: netlab or index2ip (dynamic) not built".into());
-        return Ok(group);
+        return Err(group);
     };
     if !is_root() {
         group.skipped.push("every case: needs root".into());
-        return Ok(group);
+        return Err(group);
     }
+    Ok((group, netlab, index2ip))
+}
+
+/// The lab at 12, 48 and 200 pods: `netlab up` and `down` wall time, and the plugin processes' share of `up`
+/// (summed from the lab's state), whose difference is the lab's own overhead.
+fn lab(
+    iterations: usize,
+    netlab: Option<&Path>,
+    index2ip: Option<&Path>,
+    dir: &Path,
+) -> Result<Group, String> {
+    let (mut group, netlab, index2ip) = match lab_group(
+        "Lab",
+        "netlab up and down of a site with four physical machines (the manifests' DaemonSets, a plain pod per \
+         node, and more plain pods to reach the size), against the time its plugin processes took; \
+         milliseconds as microseconds",
+        netlab,
+        index2ip,
+    ) {
+        Ok(ready) => ready,
+        Err(skipped) => return Ok(skipped),
+    };
     // The default lab (six nodes, virtual and unlabelled ones included), whole: up, status, check, down.
     let rounds = iterations.clamp(1, 5);
     let mut run = Samples::default();
@@ -777,22 +796,17 @@ fn lab_real(
     netlab: Option<&Path>,
     index2ip: Option<&Path>,
 ) -> Result<Group, String> {
-    let mut group = Group {
-        title: "Lab on the real control plane".into(),
-        note: "netlab up of the default lab (six nodes; etcd, kube-apiserver, the controller manager and the \
-               scheduler; 26 pods on the labelled nodes, placed by the DaemonSet controller and the scheduler, \
-               attached by the real multus and flannel), warm (peers built, binaries cached); milliseconds as \
-               microseconds"
-            .into(),
-        baseline: String::new(),
-        rows: Vec::new(),
-        skipped: Vec::new(),
-    };
-    let (Some(netlab), Some(index2ip)) = (netlab, index2ip) else {
-        group
-            .skipped
-            .push("every case: netlab or index2ip (dynamic) not built".into());
-        return Ok(group);
+    let (mut group, netlab, index2ip) = match lab_group(
+        "Lab on the real control plane",
+        "netlab up of the default lab (six nodes; etcd, kube-apiserver, the controller manager and the \
+         scheduler; 26 pods on the labelled nodes, placed by the DaemonSet controller and the scheduler, \
+         attached by the real multus and flannel), warm (peers built, binaries cached); milliseconds as \
+         microseconds",
+        netlab,
+        index2ip,
+    ) {
+        Ok(ready) => ready,
+        Err(skipped) => return Ok(skipped),
     };
     let Some(peers) = std::env::var_os("UPSTREAM_BIN") else {
         group.skipped.push(
@@ -801,10 +815,6 @@ fn lab_real(
         );
         return Ok(group);
     };
-    if !is_root() {
-        group.skipped.push("every case: needs root".into());
-        return Ok(group);
-    }
     let rounds = iterations.clamp(1, 3);
     let (mut up, mut control_plane, mut down) =
         (Samples::default(), Samples::default(), Samples::default());

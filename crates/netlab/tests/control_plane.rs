@@ -30,34 +30,11 @@ fn text(out: &Output) -> String {
     )
 }
 
-/// The peers' directory, or why there is none.
+/// The peers' directory, or why there is none (what `netlab up` itself says when one is missing).
 fn peers() -> Result<PathBuf, String> {
     let dir = test_support::upstream_bin()
         .ok_or("the upstream peers are not built: run scripts/upstream.sh (or set UPSTREAM_BIN)")?;
-    let missing: Vec<&str> = [
-        "etcd",
-        "kube-apiserver",
-        "kube-controller-manager",
-        "kube-scheduler",
-        "kubectl",
-        "flanneld",
-        "install-conf",
-        "flannel",
-        "multus",
-        "thin_entrypoint",
-    ]
-    .into_iter()
-    .filter(|b| !dir.join(b).is_file())
-    .collect();
-    if missing.is_empty() {
-        Ok(dir)
-    } else {
-        Err(format!(
-            "{} lacks {}: run scripts/upstream.sh",
-            dir.display(),
-            missing.join(", ")
-        ))
-    }
+    netlab_lab::real::peers_ready(&dir).map_err(|e| e.to_string())
 }
 
 fn lab(name: &str, args: &[&str]) -> Output {
