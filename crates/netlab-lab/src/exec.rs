@@ -408,7 +408,6 @@ fn spawn_in(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
 
     struct Dir(PathBuf);
     impl Drop for Dir {
@@ -424,9 +423,22 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("cni-exec-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         for (name, body) in scripts {
+            // Written by a child, not here: a write descriptor of this process, inherited by a plugin that a test
+            // running beside this one forks meanwhile, would make this script's exec fail with ETXTBSY.
+            use std::io::Write;
             let p = dir.join(name);
-            std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+            let mut writer = std::process::Command::new("sh")
+                .args(["-c", "cat > \"$1\" && chmod 0755 \"$1\"", "sh"])
+                .arg(&p)
+                .stdin(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut stdin = writer.stdin.take().unwrap();
+            stdin
+                .write_all(format!("#!/bin/sh\n{body}\n").as_bytes())
+                .unwrap();
+            drop(stdin);
+            assert!(writer.wait().unwrap().success(), "writing {}", p.display());
         }
         Dir(dir)
     }
