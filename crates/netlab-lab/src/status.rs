@@ -142,17 +142,19 @@ pub fn print(state: &State, out: &mut dyn Write) {
             ": up did not finish; run `netlab down`"
         }
     );
-    control_plane_line(state, out);
+    let api_labels = control_plane_line(state, out);
     let _ = writeln!(
         out,
         "{:<8} {:<20} {:<24} {:<10} {:<15} ADDRESSES",
         "NODE", "LABEL", "POD", "INTERFACE", "KIND"
     );
     for node in &state.nodes {
-        let label = node
-            .node_type
-            .as_ref()
-            .map_or("(none)".to_owned(), |t| format!("mlab/type={t}"));
+        // On the control plane the label is the API's now: a node may have been relabelled since `up`.
+        let node_type = match &api_labels {
+            Some(labels) if labels.contains_key(&node.name) => labels[&node.name].as_ref(),
+            _ => node.node_type.as_ref(),
+        };
+        let label = node_type.map_or("(none)".to_owned(), |t| format!("mlab/type={t}"));
         for pod in state.pods.iter().filter(|p| p.node == node.name) {
             if pod.host_network {
                 let _ = writeln!(
@@ -192,16 +194,18 @@ pub fn print(state: &State, out: &mut dyn Write) {
     }
 }
 
-/// On the real control plane: the API server's address and version, and how to reach it from this machine.
-fn control_plane_line(state: &State, out: &mut dyn Write) {
-    let Ok(text) = std::fs::read(crate::kubelet::Config::path(&state.dir)) else {
-        return;
-    };
-    let Ok(config) = serde_json::from_slice::<crate::kubelet::Config>(&text) else {
-        return;
-    };
+/// Each node's `mlab/type` label (none when it has none), by node name.
+type NodeTypes = std::collections::BTreeMap<String, Option<String>>;
+
+/// On the real control plane: prints the API server's address and version, and how to reach it from this
+/// machine; returns each node's `mlab/type` label as the API has it (`None` for a lab without a control plane, or
+/// when the API does not answer).
+fn control_plane_line(state: &State, out: &mut dyn Write) -> Option<NodeTypes> {
+    let text = std::fs::read(crate::kubelet::Config::path(&state.dir)).ok()?;
+    let config = serde_json::from_slice::<crate::kubelet::Config>(&text).ok()?;
     let host = state.dir.join(crate::forward::HOST_KUBECONFIG);
-    let version = crate::kube::Kubectl::new(&config.kubectl, &host, &config.kube_cache)
+    let kubectl = crate::kube::Kubectl::new(&config.kubectl, &host, &config.kube_cache);
+    let version = kubectl
         .run(&["version", "-o", "json"], None)
         .ok()
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
@@ -215,11 +219,47 @@ fn control_plane_line(state: &State, out: &mut dyn Write) {
         config.api_netns,
         host.display()
     );
+    let nodes: serde_json::Value = kubectl
+        .run(&["get", "nodes", "-o", "json"], None)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())?;
+    node_types(&nodes)
+}
+
+/// Each node's `mlab/type` label from a `NodeList`.
+fn node_types(list: &serde_json::Value) -> Option<NodeTypes> {
+    let items = list["items"].as_array()?;
+    Some(
+        items
+            .iter()
+            .filter_map(|n| {
+                let name = n["metadata"]["name"].as_str()?.to_owned();
+                let label = n["metadata"]["labels"]["mlab/type"]
+                    .as_str()
+                    .map(str::to_owned);
+                Some((name, label))
+            })
+            .collect(),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_types_come_from_the_node_list_and_a_node_without_the_label_has_none() {
+        let list = serde_json::json!({"kind": "NodeList", "items": [
+            {"metadata": {"name": "mlab4", "labels": {"mlab/type": "virtual", "x": "y"}}},
+            {"metadata": {"name": "bare1", "labels": {"kubernetes.io/os": "linux"}}},
+            {"metadata": {"labels": {"mlab/type": "physical"}}}
+        ]});
+        let types = node_types(&list).unwrap();
+        assert_eq!(types.len(), 2);
+        assert_eq!(types["mlab4"].as_deref(), Some("virtual"));
+        assert_eq!(types["bare1"], None);
+        assert!(node_types(&serde_json::json!({"kind": "Status"})).is_none());
+    }
     use netlink_packet_route::link::InfoKind;
     use std::net::IpAddr;
 

@@ -527,6 +527,13 @@ fn the_lab_on_the_real_control_plane() {
     }
 
     relabelled_virtual(&name, &kubectl);
+    // status tells the label the API has now, not the one of `up`.
+    let status = text(&lab(&name, &["status"]));
+    let mlab4: Vec<&str> = status.lines().filter(|l| l.starts_with("mlab4 ")).collect();
+    assert!(!mlab4.is_empty(), "{status}");
+    for line in &mlab4 {
+        assert!(line.contains("mlab/type=virtual"), "{status}");
+    }
     // The physical DaemonSets' pods went from mlab4 with their cached results; the plain pod and the new one stay.
     assert_eq!(
         cached_results(&name, "mlab4").len(),
