@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Builds the kernel and initramfs that `netlab run --vm` boots: Debian's stock kernel (which has ipvlan), a
 # busybox-static userland, the Debian tools the lab drives (ip, bridge, nsenter, unshare, mount, umount, sysctl,
-# ping) and the reference CNI plugins with their shared libraries, the project's netlab, index2ip and cni-shim,
-# and the k8s/ manifests. Run as root from anywhere in the checkout.
+# ping; openssl and iptables for the lab on the control plane) and the reference CNI plugins with their shared
+# libraries, the project's netlab, index2ip and cni-shim, and the k8s/ manifests. Its layout is merged-/usr, as
+# Debian's: /bin, /sbin, /lib and /lib64 are links into /usr, so a container's root (built over /usr) has a shell.
+# The upstream peers are not in the image: `netlab run --vm` ships them with each run. Run as root from anywhere
+# in the checkout.
 #
 #   scripts/vm-image.sh                   build netlab, index2ip, cni-shim statically (musl where installed)
 #   scripts/vm-image.sh --bin-dir DIR     use the three binaries in DIR instead (static or not)
@@ -38,10 +41,20 @@ busybox=$(command -v busybox)
 [ -z "$(ldd "$busybox" 2>/dev/null | grep '=>')" ] || die "$busybox is not static: apt-get install busybox-static"
 
 # The Debian tools the lab runs, and what it execs from the reference plugins.
-tools=(ip bridge nsenter unshare mount umount sysctl ping)
+tools=(ip bridge nsenter unshare mount umount sysctl ping openssl
+       iptables iptables-save iptables-restore ip6tables ip6tables-save ip6tables-restore)
+# iptables loads its matches and targets from here at run time (ldd does not name them).
+xtables_dir=$(dirname "$(readlink -f "$(ldd "$(readlink -f "$(command -v iptables)")" |
+    sed -n 's/.*=> \(\/[^ ]*libxtables[^ ]*\) .*/\1/p')")")/xtables
 cni_dir=/usr/lib/cni
 [ -x "$cni_dir/ipvlan" ] || die "$cni_dir/ipvlan is missing: apt-get install containernetworking-plugins"
-modules=(ipvlan macvlan veth bridge vxlan dummy)
+modules=(ipvlan macvlan veth bridge vxlan dummy
+         # netfilter, for flanneld's masquerading (it also requires br_netfilter, as kubeadm does) and the portmap
+         # plugin (iptables-nft); crc32c first, which
+         # libcrc32c (under nf_tables and nf_conntrack) needs but modules.dep does not name
+         br_netfilter crc32c_generic nf_tables nft_compat nft_chain_nat nft_ct nft_masq nft_nat nft_reject_inet
+         x_tables xt_MASQUERADE xt_comment xt_conntrack xt_addrtype xt_mark xt_nat xt_multiport xt_tcpudp
+         ipt_REJECT ip6t_REJECT)
 
 # --- the project's binaries ---------------------------------------------------------------------------------
 if [ -z "$bin_dir" ]; then
@@ -114,20 +127,24 @@ for t in "${tools[@]}"; do
     p=$(command -v "$t") || die "$t is missing"
     elf_with_libs "$(readlink -f "$p")" "/usr/bin/$t"
 done
+[ -d "$xtables_dir" ] || die "iptables's extensions are not in $xtables_dir"
+for p in "$xtables_dir"/*.so; do
+    files[$p]=$p
+done
 for p in "$cni_dir"/*; do
     [ -f "$p" ] && elf_with_libs "$(readlink -f "$p")" "$cni_dir/$(basename "$p")"
 done
 for b in netlab index2ip cni-shim; do
     elf_with_libs "$bin_dir/$b" "/opt/netlab/bin/$b"
 done
-files[/bin/busybox]=$busybox
+files[/usr/bin/busybox]=$busybox
 
 # The key: the kernel package, the Debian packages the copied files come from, the project binaries and
 # manifests, this script.
 declare -A pkgs=()
 for dest in "${!files[@]}"; do
     src=${files[$dest]}
-    case "$src" in "$bin_dir"/*) continue ;; esac
+    case "$src" in "$bin_dir"/*|"$xtables_dir"/*) continue ;; esac
     owner=""
     # dpkg records merged-/usr files under their old names (/bin/ip, /lib/x86_64-linux-gnu/libc.so.6).
     for cand in "$src" "${src#/usr}" "$(echo "${src#/usr}" | sed "s|/bin/|/sbin/|")" "$dest" "${dest#/usr}"; do
@@ -136,6 +153,7 @@ for dest in "${!files[@]}"; do
     [ -n "$owner" ] || die "$src belongs to no Debian package: only Debian's files go into the image"
     pkgs[$owner]=1
 done
+pkgs[$(dpkg -S "$xtables_dir" | head -n1 | cut -d: -f1 | cut -d, -f1)]=1
 key_input=$(
     echo "kernel $kpkg $kver"
     for p in $(printf '%s\n' "${!pkgs[@]}" | sort); do
@@ -157,12 +175,15 @@ fi
 say "assembling image $key: kernel $krelease, ${#ordered[@]} modules, ${#files[@]} files"
 stage=$(mktemp -d "$out/stage.XXXXXX")
 trap 'rm -rf "$stage"' EXIT
-for d in bin sbin usr/bin usr/sbin dev proc sys run tmp etc var/lib vm opt/netlab; do mkdir -p "$stage/$d"; done
+for d in usr/bin usr/sbin usr/lib usr/lib64 dev proc sys run tmp etc var/lib vm opt/netlab; do mkdir -p "$stage/$d"; done
+for d in bin sbin lib lib64; do ln -s "usr/$d" "$stage/$d"; done
 ln -s ../run "$stage/var/run"
 chmod 1777 "$stage/tmp"
 for dest in "${!files[@]}"; do
-    mkdir -p "$stage$(dirname "$dest")"
-    cp "${files[$dest]}" "$stage$dest"
+    # Merged /usr: /lib/x86_64-linux-gnu/libc.so.6 is /usr/lib/x86_64-linux-gnu/libc.so.6.
+    case "$dest" in /bin/*|/sbin/*|/lib/*|/lib64/*) at="/usr$dest" ;; *) at=$dest ;; esac
+    mkdir -p "$stage$(dirname "$at")"
+    cp "${files[$dest]}" "$stage$at"
 done
 # The project's binaries without symbols: a smaller image boots faster under software emulation.
 if command -v strip >/dev/null; then
@@ -170,12 +191,12 @@ if command -v strip >/dev/null; then
 fi
 # busybox applets for whatever Debian's tools do not provide (sh, insmod, reboot...).
 for applet in $("$busybox" --list); do
-    [ -e "$stage/usr/bin/$applet" ] || [ -e "$stage/bin/$applet" ] || ln -s busybox "$stage/bin/$applet"
+    [ -e "$stage/usr/bin/$applet" ] || [ -e "$stage/usr/sbin/$applet" ] || ln -s busybox "$stage/usr/bin/$applet"
 done
-mkdir -p "$stage/lib/modules/$krelease"
+mkdir -p "$stage/usr/lib/modules/$krelease"
 for m in "${ordered[@]}"; do
-    mkdir -p "$stage/lib/modules/$krelease/$(dirname "$m")"
-    cp "$moddir/$m" "$stage/lib/modules/$krelease/$m"
+    mkdir -p "$stage/usr/lib/modules/$krelease/$(dirname "$m")"
+    cp "$moddir/$m" "$stage/usr/lib/modules/$krelease/$m"
     echo "/lib/modules/$krelease/$m"
 done > "$stage/etc/netlab-vm-modules"
 cp -r "$root/k8s" "$stage/opt/netlab/k8s"

@@ -324,7 +324,7 @@ fn public_addresses(pod: &PodState) -> Vec<IpAddr> {
 /// Waits, [`DAD_WITHIN`] at most, until no pod's address is tentative: a node's workload would not be reached
 /// before that either.
 fn wait_for_dad(state: &State) {
-    let deadline = std::time::Instant::now() + DAD_WITHIN;
+    let deadline = std::time::Instant::now() + crate::sys::patience(DAD_WITHIN);
     while std::time::Instant::now() < deadline {
         let tentative = state.pods.iter().filter(|p| !p.host_network).any(|p| {
             crate::sys::ip_in(&p.netns, &["-6", "addr", "show", "tentative"])

@@ -27,6 +27,11 @@ use crate::Error;
 /// The port kube-apiserver serves on.
 pub const API_PORT: u16 = 6443;
 
+/// kube-controller-manager's own `--node-monitor-grace-period` default.
+const NODE_MONITOR_GRACE: Duration = Duration::from_secs(50);
+/// kube-controller-manager's own `--node-startup-grace-period` default.
+const NODE_STARTUP_GRACE: Duration = Duration::from_secs(60);
+
 /// How long kube-apiserver may take to answer `/readyz`.
 const READY_WITHIN: Duration = Duration::from_secs(45);
 
@@ -165,6 +170,17 @@ impl ControlPlane {
                     "--service-cluster-ip-range=10.96.0.0/12".into(),
                     format!("--service-account-private-key-file={}", p("sa.key")),
                     format!("--root-ca-file={}", p("certs/apiserver.crt")),
+                    // How long a node may go without renewing its lease (or, new, without a first status)
+                    // before it is NotReady and its pods are marked not ready: the defaults, stretched where
+                    // the lab runs slower.
+                    format!(
+                        "--node-monitor-grace-period={}s",
+                        crate::sys::patience(NODE_MONITOR_GRACE).as_secs()
+                    ),
+                    format!(
+                        "--node-startup-grace-period={}s",
+                        crate::sys::patience(NODE_STARTUP_GRACE).as_secs()
+                    ),
                 ],
             )?;
             cp.spawn(
@@ -290,7 +306,7 @@ impl ControlPlane {
 
     /// Until `/readyz` answers and the system namespaces exist; a process that died is reported at once.
     fn wait_ready(&mut self) -> Result<(), Error> {
-        let deadline = Instant::now() + READY_WITHIN;
+        let deadline = Instant::now() + crate::sys::patience(READY_WITHIN);
         loop {
             let ready = self.kubectl(&["get", "--raw=/readyz"]);
             let namespaces =
@@ -321,7 +337,7 @@ impl ControlPlane {
                     command: "kube-apiserver".into(),
                     reason: format!(
                         "not ready within {} s:\n{}",
-                        READY_WITHIN.as_secs(),
+                        crate::sys::patience(READY_WITHIN).as_secs(),
                         self.log_tail("kube-apiserver")
                     ),
                 });

@@ -173,15 +173,17 @@ pub fn run(name: &str) -> Result<(), Error> {
             .collect()
     });
     registered.into_iter().collect::<Result<Vec<()>, Error>>()?;
-    let renewer = Arc::clone(&shared);
-    std::thread::spawn(move || loop {
-        std::thread::sleep(RENEW_EVERY);
-        for node in &renewer.config.nodes {
-            if let Err(e) = renew(&renewer, &node.name) {
-                renewer.log(&format!("node {}: lease not renewed: {e}", node.name));
+    // Each node renews its own lease, as each node's kubelet would: one slow call does not hold up the others.
+    for node in &shared.config.nodes {
+        let renewer = Arc::clone(&shared);
+        let node = node.name.clone();
+        std::thread::spawn(move || loop {
+            std::thread::sleep(RENEW_EVERY);
+            if let Err(e) = renew(&renewer, &node) {
+                renewer.log(&format!("node {node}: lease not renewed: {e}"));
             }
-        }
-    });
+        });
+    }
     let (events, incoming) = mpsc::channel();
     let watcher = Arc::clone(&shared);
     std::thread::spawn(move || watch(&watcher, &events));

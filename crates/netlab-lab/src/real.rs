@@ -268,7 +268,7 @@ pub fn finish(
         state.dir.join("kubelet.log").display()
     );
     let host = state.dir.join(crate::forward::HOST_KUBECONFIG);
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + sys::patience(Duration::from_secs(10));
     while !host.exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -278,7 +278,7 @@ pub fn finish(
         host.display(),
         state.name
     );
-    wait_for_pods(&in_cp, topology, out)?;
+    wait_for_pods(&in_cp, topology, &state.dir, out)?;
     let state = State::load(&state.name)?.unwrap_or(state);
     Ok(state)
 }
@@ -294,7 +294,10 @@ fn apply(
     kubectl(&[
         "wait",
         "--for=condition=Established",
-        "--timeout=60s",
+        &format!(
+            "--timeout={}s",
+            sys::patience(Duration::from_secs(60)).as_secs()
+        ),
         "crd/network-attachment-definitions.k8s.cni.cncf.io",
     ])?;
     kubectl(&["apply", "-k", dir])?;
@@ -482,12 +485,45 @@ fn start_kubelet(state: &State) -> Result<(), Error> {
     Ok(())
 }
 
+/// What the lab's files say of a pod that is not running (`NAMESPACE/NAME`): the kubelet's last lines naming it
+/// and the last lines of each of its containers' logs, indented; nothing when they say nothing.
+fn why_waiting(lab_dir: &Path, pod: &str) -> String {
+    const LAST: usize = 3;
+    let last_lines = |text: &str, keep: &dyn Fn(&str) -> bool| -> Vec<String> {
+        let lines: Vec<&str> = text.lines().filter(|l| keep(l)).collect();
+        lines[lines.len().saturating_sub(LAST)..]
+            .iter()
+            .map(|l| (*l).to_owned())
+            .collect()
+    };
+    let mut s = String::new();
+    let kubelet = std::fs::read_to_string(lab_dir.join("kubelet.log")).unwrap_or_default();
+    for line in last_lines(&kubelet, &|l| l.contains(pod)) {
+        s.push_str(&format!("      kubelet: {line}\n"));
+    }
+    let containers = lab_dir.join("pods").join(pod.replacen('/', "_", 1));
+    let mut logs: Vec<PathBuf> = std::fs::read_dir(&containers)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    logs.retain(|p| p.extension().is_some_and(|e| e == "log"));
+    logs.sort();
+    for log in logs {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let container = log.file_stem().unwrap_or_default().to_string_lossy();
+        for line in last_lines(&text, &|l| !l.trim().is_empty()) {
+            s.push_str(&format!("      {container}: {line}\n"));
+        }
+    }
+    s
+}
+
 /// Until every DaemonSet has its pods ready and every pod on a labelled node runs (or [`PODS_WITHIN`] passes),
 /// with a line of progress when the count changes. Pods on a node without an `mlab/type` label never get a
 /// network (no DaemonSet gives the node a CNI configuration): they are named, not waited for.
 fn wait_for_pods(
     kubectl: &dyn Fn(&[&str]) -> Result<String, Error>,
     topology: &Topology,
+    lab_dir: &Path,
     out: &mut dyn Write,
 ) -> Result<(), Error> {
     let unlabelled: Vec<&str> = topology
@@ -541,7 +577,7 @@ fn wait_for_pods(
             let _ = writeln!(out, "    {line} ({:.1} s)", started.elapsed().as_secs_f64());
             last = line;
         }
-        let timed_out = started.elapsed() > PODS_WITHIN;
+        let timed_out = started.elapsed() > sys::patience(PODS_WITHIN);
         if (ds_ready && running == ours.len()) || timed_out {
             if timed_out {
                 let waiting: Vec<String> = ours
@@ -552,9 +588,12 @@ fn wait_for_pods(
                 let _ = writeln!(
                     out,
                     "NOTE: after {} s, not running: {}",
-                    PODS_WITHIN.as_secs(),
+                    sys::patience(PODS_WITHIN).as_secs(),
                     waiting.join(", ")
                 );
+                for pod in &waiting {
+                    let _ = write!(out, "{}", why_waiting(lab_dir, pod));
+                }
             }
             for node in &unlabelled {
                 let stranded: Vec<String> = items
@@ -572,5 +611,46 @@ fn wait_for_pods(
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pod_that_does_not_run_is_explained_by_the_kubelets_and_its_containers_last_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut kubelet = String::new();
+        for i in 0..5 {
+            kubelet.push_str(&format!(
+                "t{i} pod kube-system/flannel-a: container exited; restarting\n"
+            ));
+            kubelet.push_str(&format!("t{i} pod default/other: sandbox failed\n"));
+        }
+        std::fs::write(dir.path().join("kubelet.log"), kubelet).unwrap();
+        let pod_dir = dir.path().join("pods/kube-system_flannel-a");
+        std::fs::create_dir_all(&pod_dir).unwrap();
+        std::fs::write(
+            pod_dir.join("kube-flannel.log"),
+            "starting\n\nE main.go:292] Failed to check br_netfilter\n",
+        )
+        .unwrap();
+        std::fs::write(pod_dir.join("ignored.txt"), "not a log\n").unwrap();
+
+        let why = why_waiting(dir.path(), "kube-system/flannel-a");
+        let lines: Vec<&str> = why.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "      kubelet: t2 pod kube-system/flannel-a: container exited; restarting",
+                "      kubelet: t3 pod kube-system/flannel-a: container exited; restarting",
+                "      kubelet: t4 pod kube-system/flannel-a: container exited; restarting",
+                "      kube-flannel: starting",
+                "      kube-flannel: E main.go:292] Failed to check br_netfilter",
+            ]
+        );
+        // A pod the files say nothing of gets nothing, not an error.
+        assert_eq!(why_waiting(dir.path(), "default/absent"), "");
     }
 }

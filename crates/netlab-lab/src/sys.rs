@@ -15,6 +15,24 @@ use rustix::thread::{gettid, UnshareFlags};
 use crate::netlink::{Netlink, LOOPBACK};
 use crate::Error;
 
+/// The environment variable that stretches the lab's waits: `run --vm` sets it inside its VM, where under
+/// software emulation every program runs about ten times slower than here.
+pub const TIME_SCALE: &str = "NETLAB_TIME_SCALE";
+
+/// `wait`, stretched [`TIME_SCALE`] times (a whole number from 1 to 100; 1 when unset or anything else). Only
+/// deadlines are stretched: a lab that is on time is not slowed.
+pub fn patience(wait: std::time::Duration) -> std::time::Duration {
+    static SCALE: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let scale = *SCALE.get_or_init(|| {
+        std::env::var(TIME_SCALE)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|k| (1..=100).contains(k))
+            .unwrap_or(1)
+    });
+    wait * scale
+}
+
 /// Runs a program and returns its stdout; a non-zero exit is an error carrying the command and its stderr.
 pub fn run<I, S>(program: &str, args: I) -> Result<String, Error>
 where

@@ -19,6 +19,11 @@ use crate::Error;
 pub const BEGIN: &str = "NETLAB-VM-BEGIN";
 /// What the image's init prints with `netlab run`'s exit status.
 pub const EXIT: &str = "NETLAB-VM-EXIT=";
+/// The VM's memory by default.
+pub const MEMORY_MIB: u32 = 1024;
+/// How many times slower than the host the VM's lab is taken to be ([`crate::sys::TIME_SCALE`]): software
+/// emulation runs the lab's programs about ten times slower.
+pub const TIME_SCALE: u32 = 10;
 /// Where `scripts/vm-image.sh` keeps the last image it built, below a cargo target directory.
 pub const CURRENT: &str = "vm/current";
 
@@ -53,8 +58,8 @@ pub struct VmOptions {
     pub boot_timeout: Duration,
     /// How long the whole run may take.
     pub timeout: Duration,
-    /// The VM's memory.
-    pub memory_mib: u32,
+    /// The VM's memory ([`MEMORY_MIB`] when not given).
+    pub memory_mib: Option<u32>,
     /// qemu.
     pub qemu: PathBuf,
 }
@@ -65,8 +70,8 @@ impl Default for VmOptions {
             image: None,
             accel: Accel::Auto,
             boot_timeout: Duration::from_secs(10),
-            timeout: Duration::from_secs(900),
-            memory_mib: 1024,
+            timeout: Duration::from_secs(1800),
+            memory_mib: None,
             qemu: PathBuf::from("qemu-system-x86_64"),
         }
     }
@@ -129,6 +134,13 @@ pub fn run(args: &LabArgs, vm: &VmOptions, out: &mut dyn Write) -> Result<Outcom
             why: "the VM traces through the cni-shim of its image (use --trace)",
         });
     }
+    if args.control_plane.is_some() {
+        return Err(Error::NotWithVm {
+            option: "--peers",
+            why: "the VM runs the emulated lab: the control plane inside it starves under software emulation \
+                  (crates/netlab/README.md)",
+        });
+    }
     // The image first: without one nothing else matters.
     find_image(vm.image.as_deref())?;
     boot_with(&run_archive(args)?, "netlab run", vm, out)
@@ -151,9 +163,9 @@ pub fn exec(
     for f in ship {
         let abs = std::path::absolute(f).map_err(|e| Error::io(f, e))?;
         for lib in libraries(&abs) {
-            files.insert(lib.clone(), lib);
+            files.insert(merged_usr(&lib), lib);
         }
-        files.insert(abs.clone(), abs);
+        files.insert(merged_usr(&abs), abs);
     }
     // Directories first (sorted, so parents before children), then the files.
     let mut dirs = std::collections::BTreeSet::new();
@@ -179,6 +191,21 @@ pub fn exec(
     cpio.dir("vm");
     cpio.file("vm/args", args_file(cmd)?.as_bytes());
     boot_with(&cpio.finish(), &cmd[0], vm, out)
+}
+
+/// Where `path` is in the image, whose `/bin`, `/sbin`, `/lib` and `/lib64` are links into `/usr`: the kernel
+/// replaces a link by a directory of the same name in an archive unpacked after it, so nothing may be shipped
+/// through one.
+fn merged_usr(path: &Path) -> PathBuf {
+    let first = path.components().nth(1);
+    match first {
+        Some(std::path::Component::Normal(top))
+            if ["bin", "sbin", "lib", "lib64"].iter().any(|d| top == *d) =>
+        {
+            Path::new("/usr").join(path.strip_prefix("/").unwrap_or(path))
+        }
+        _ => path.to_owned(),
+    }
 }
 
 /// The shared libraries (and loader) `ldd` names for `file`; none for a static one.
@@ -321,7 +348,8 @@ fn boot(
     if accel == Accel::Kvm {
         cmd.args(["-cpu", "host"]);
     }
-    cmd.args(["-m", &vm.memory_mib.to_string(), "-smp", "2"])
+    let memory = vm.memory_mib.unwrap_or(MEMORY_MIB);
+    cmd.args(["-m", &memory.to_string(), "-smp", "2"])
         .args(["-nodefaults", "-no-user-config", "-no-reboot"])
         .args(["-display", "none", "-serial", "stdio"])
         .arg("-kernel")
@@ -504,6 +532,8 @@ pub fn run_archive(args: &LabArgs) -> Result<Vec<u8>, Error> {
     let mut cpio = Cpio::default();
     cpio.dir("vm");
     let mut argv: Vec<String> = vec![
+        "env".into(),
+        format!("{}={TIME_SCALE}", crate::sys::TIME_SCALE),
         "netlab".into(),
         "run".into(),
         "--emulate".into(),
@@ -645,7 +675,24 @@ mod tests {
         let text = String::from_utf8_lossy(&bytes);
         assert!(text.contains("vm/manifests/sub/a.yaml\0"));
         assert!(text.contains(
-            "netlab\nrun\n--emulate\n--name\nlab1\n--manifests\n/vm/manifests\n--trace\n"
+            "env\nNETLAB_TIME_SCALE=10\nnetlab\nrun\n--emulate\n--name\nlab1\n--manifests\n/vm/manifests\n--trace\n"
         ));
+    }
+
+    #[test]
+    fn shipped_files_go_through_usr_where_the_image_links_into_it() {
+        let at = |p: &str| merged_usr(Path::new(p)).display().to_string();
+        assert_eq!(
+            at("/lib64/ld-linux-x86-64.so.2"),
+            "/usr/lib64/ld-linux-x86-64.so.2"
+        );
+        assert_eq!(
+            at("/lib/x86_64-linux-gnu/libc.so.6"),
+            "/usr/lib/x86_64-linux-gnu/libc.so.6"
+        );
+        assert_eq!(at("/bin/sh"), "/usr/bin/sh");
+        assert_eq!(at("/library/x"), "/library/x");
+        assert_eq!(at("/work/target/debug/netlab"), "/work/target/debug/netlab");
+        assert_eq!(at("/usr/lib/cni/ipvlan"), "/usr/lib/cni/ipvlan");
     }
 }

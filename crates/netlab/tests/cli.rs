@@ -186,6 +186,7 @@ fn run_refuses_flags_that_do_not_apply_with_or_without_vm() {
             &["run", "--vm", "--index2ip", "/bin/true"][..],
             "--index2ip",
         ),
+        (&["run", "--vm", "--peers", "/tmp"][..], "--peers"),
         (&["run", "--vm-timeout", "5"][..], "--vm"),
     ] {
         let out = netlab(args, &root());
@@ -198,6 +199,15 @@ fn run_refuses_flags_that_do_not_apply_with_or_without_vm() {
         );
         assert!(stderr.contains(names), "{args:?}: {stderr}");
     }
+}
+
+#[test]
+fn run_vm_refuses_a_memory_size_no_lab_fits_in() {
+    let out = netlab(&["run", "--vm", "--vm-memory", "64"], &root());
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--vm-memory"), "{stderr}");
+    assert!(stderr.contains("256..=65536"), "{stderr}");
 }
 
 #[test]

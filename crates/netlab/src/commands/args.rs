@@ -121,8 +121,11 @@ pub struct VmOpts {
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub vm_boot_timeout: u64,
     /// Seconds the whole VM run may take.
-    #[arg(long, value_name = "SECS", default_value_t = 900)]
+    #[arg(long, value_name = "SECS", default_value_t = 1800)]
     pub vm_timeout: u64,
+    /// The VM's memory in MiB [default: 4096 for the lab on the control plane, else 1024].
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u32).range(256..=65536))]
+    pub vm_memory: Option<u32>,
 }
 
 impl VmOpts {
@@ -137,6 +140,7 @@ impl VmOpts {
             },
             boot_timeout: Duration::from_secs(self.vm_boot_timeout),
             timeout: Duration::from_secs(self.vm_timeout),
+            memory_mib: self.vm_memory,
             ..Default::default()
         }
     }

@@ -14,7 +14,7 @@ use super::verdict;
 #[derive(clap::Args)]
 #[command(group(
     ArgGroup::new("vm_settings")
-        .args(["vm_image", "vm_accel", "vm_boot_timeout", "vm_timeout"])
+        .args(["vm_image", "vm_accel", "vm_boot_timeout", "vm_timeout", "vm_memory"])
         .multiple(true)
         .requires("vm")
 ))]
@@ -23,7 +23,8 @@ pub struct Run {
     lab: LabOpts,
     /// Run inside a VM booted under qemu from the image scripts/vm-image.sh builds: Debian's stock kernel, whose
     /// ipvlan the index networks then use as written.
-    /// The VM runs the emulated lab (`--emulate`): the control plane and its peers stay on this machine.
+    /// The VM runs the emulated lab (`--emulate`): under software emulation the control plane does not fit in it
+    /// (crates/netlab/README.md).
     #[arg(long, conflicts_with_all = ["plugins", "index2ip", "peers"])]
     vm: bool,
     #[command(flatten)]
@@ -33,8 +34,9 @@ pub struct Run {
 impl Run {
     /// Runs the lab; the check's status (1 also when anything leaked).
     pub fn run(self, out: &mut dyn Write) -> Result<ExitCode> {
-        let args = self.lab.args();
+        let mut args = self.lab.args();
         if self.vm {
+            args.control_plane = None;
             let outcome = netlab_lab::vm::run(&args, &self.vm_opts.options(), out)?;
             return Ok(ExitCode::from(outcome.status));
         }
