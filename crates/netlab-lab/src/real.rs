@@ -517,6 +517,33 @@ fn why_waiting(lab_dir: &Path, pod: &str) -> String {
     s
 }
 
+/// Whether a DaemonSet's controller has seen its latest spec and has its pods scheduled and ready on every node
+/// it wants.
+fn daemonset_ready(d: &Value) -> bool {
+    let s = &d["status"];
+    s["desiredNumberScheduled"] == s["numberReady"]
+        && s["desiredNumberScheduled"] == s["currentNumberScheduled"]
+        && s["observedGeneration"] == d["metadata"]["generation"]
+}
+
+/// The DaemonSets whose pods are not all scheduled and ready, as `NAMESPACE/NAME (READY of DESIRED ready)`.
+fn unready(daemonsets: &[Value]) -> String {
+    let names: Vec<String> = daemonsets
+        .iter()
+        .filter(|d| !daemonset_ready(d))
+        .map(|d| {
+            format!(
+                "{}/{} ({} of {} ready)",
+                d["metadata"]["namespace"].as_str().unwrap_or_default(),
+                d["metadata"]["name"].as_str().unwrap_or_default(),
+                d["status"]["numberReady"].as_u64().unwrap_or(0),
+                d["status"]["desiredNumberScheduled"].as_u64().unwrap_or(0)
+            )
+        })
+        .collect();
+    names.join(", ")
+}
+
 /// Until every DaemonSet has its pods ready and every pod on a labelled node runs (or [`PODS_WITHIN`] passes),
 /// with a line of progress when the count changes. Pods on a node without an `mlab/type` label never get a
 /// network (no DaemonSet gives the node a CNI configuration): they are named, not waited for.
@@ -536,15 +563,28 @@ fn wait_for_pods(
         |node: &str| topology.nodes.iter().any(|t| t.name == node) && !unlabelled.contains(&node);
     let started = Instant::now();
     let mut last = String::new();
-    let json = |args: &[&str]| -> Value {
-        kubectl(args)
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default()
+    let json = |args: &[&str]| -> Result<Value, String> {
+        let text = kubectl(args).map_err(|e| e.to_string())?;
+        serde_json::from_str(&text).map_err(|e| format!("kubectl {}: {e}", args.join(" ")))
     };
     loop {
-        let pods = json(&["get", "pods", "-A", "-o", "json"]);
-        let daemonsets = json(&["get", "daemonsets", "-A", "-o", "json"]);
+        let answer = json(&["get", "pods", "-A", "-o", "json"])
+            .and_then(|pods| Ok((pods, json(&["get", "daemonsets", "-A", "-o", "json"])?)));
+        let (pods, daemonsets) = match answer {
+            Ok(both) => both,
+            Err(e) => {
+                // Not "0 of 0 pods": the cluster did not say.
+                let line = format!(
+                    "the API server does not answer: {}",
+                    e.lines().next().unwrap_or_default()
+                );
+                if line != last {
+                    let _ = writeln!(out, "    {line} ({:.1} s)", started.elapsed().as_secs_f64());
+                    last = line;
+                }
+                (Value::Null, Value::Null)
+            }
+        };
         let items = pods["items"].as_array().cloned().unwrap_or_default();
         let name = |p: &Value| {
             format!(
@@ -562,17 +602,17 @@ fn wait_for_pods(
             .filter(|p| p["status"]["phase"] == "Running")
             .count();
         let ds = daemonsets["items"].as_array().cloned().unwrap_or_default();
-        let ds_ready = !ds.is_empty()
-            && ds.iter().all(|d| {
-                let s = &d["status"];
-                s["desiredNumberScheduled"] == s["numberReady"]
-                    && s["desiredNumberScheduled"] == s["currentNumberScheduled"]
-                    && s["observedGeneration"] == d["metadata"]["generation"]
-            });
-        let line = format!(
+        let ds_ready = !ds.is_empty() && ds.iter().all(daemonset_ready);
+        let mut line = format!(
             "{running} of {} pods running on the labelled nodes",
             ours.len()
         );
+        if running == ours.len() && !ds.is_empty() && !ds_ready {
+            line.push_str(&format!("; DaemonSets not ready: {}", unready(&ds)));
+        }
+        if pods.is_null() {
+            line = last.clone();
+        }
         if line != last {
             let _ = writeln!(out, "    {line} ({:.1} s)", started.elapsed().as_secs_f64());
             last = line;
@@ -652,5 +692,59 @@ mod tests {
         );
         // A pod the files say nothing of gets nothing, not an error.
         assert_eq!(why_waiting(dir.path(), "default/absent"), "");
+    }
+
+    #[test]
+    fn the_wait_says_when_the_api_does_not_answer_and_which_daemonsets_are_not_ready() {
+        let pods = json!({"items": [
+            {"metadata": {"namespace": "kube-system", "name": "multus-a"},
+             "spec": {"nodeName": "mlab1"}, "status": {"phase": "Running"}}
+        ]});
+        let daemonset = |ready: u64| {
+            json!({"items": [{"metadata": {"namespace": "kube-system", "name": "multus", "generation": 1},
+                "status": {"desiredNumberScheduled": 1, "currentNumberScheduled": 1, "numberReady": ready,
+                           "observedGeneration": 1}}]})
+        };
+        // The API fails its first answer, then has every pod running and multus not ready, then ready.
+        let calls = std::cell::Cell::new(0);
+        let kubectl = |args: &[&str]| -> Result<String, Error> {
+            let n = calls.get();
+            calls.set(n + 1);
+            match (n, args[1]) {
+                (0, _) => Err(Error::Command {
+                    command: "kubectl get pods".into(),
+                    reason: "connection refused\nmore".into(),
+                }),
+                (_, "pods") => Ok(pods.to_string()),
+                (1..=4, _) => Ok(daemonset(0).to_string()),
+                _ => Ok(daemonset(1).to_string()),
+            }
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let mut out = Vec::new();
+        wait_for_pods(&kubectl, &Topology::default(), dir.path(), &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        assert!(
+            lines[0].starts_with("    the API server does not answer: ")
+                && lines[0].contains("connection refused")
+                && !lines[0].contains("more"),
+            "{text}"
+        );
+        assert!(
+            lines[1].starts_with(
+                "    1 of 1 pods running on the labelled nodes; DaemonSets not ready: kube-system/multus (0 of 1 ready) ("
+            ),
+            "{text}"
+        );
+        assert!(
+            lines[2].starts_with("    1 of 1 pods running on the labelled nodes ("),
+            "{text}"
+        );
+        assert!(
+            lines[3].starts_with("NOTE: node bare1 has no mlab/type label"),
+            "{text}"
+        );
     }
 }
