@@ -40,9 +40,7 @@ pub fn write_kubeconfig(
         Some("kubernetes"),
     );
     let path = dir.join(HOST_KUBECONFIG);
-    let tmp = dir.join(format!(".{HOST_KUBECONFIG}.tmp"));
-    std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
+    crate::sys::replace_file(&path, text.as_bytes()).map_err(|e| Error::io(&path, e))
 }
 
 /// Serves `listener` for ever: each connection is joined to a new one to `to`, made from the calling thread's

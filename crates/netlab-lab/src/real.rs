@@ -570,20 +570,9 @@ fn wait_for_pods(
     loop {
         let answer = json(&["get", "pods", "-A", "-o", "json"])
             .and_then(|pods| Ok((pods, json(&["get", "daemonsets", "-A", "-o", "json"])?)));
-        let (pods, daemonsets) = match answer {
-            Ok(both) => both,
-            Err(e) => {
-                // Not "0 of 0 pods": the cluster did not say.
-                let line = format!(
-                    "the API server does not answer: {}",
-                    e.lines().next().unwrap_or_default()
-                );
-                if line != last {
-                    let _ = writeln!(out, "    {line} ({:.1} s)", started.elapsed().as_secs_f64());
-                    last = line;
-                }
-                (Value::Null, Value::Null)
-            }
+        let (pods, daemonsets, unanswered) = match answer {
+            Ok((pods, daemonsets)) => (pods, daemonsets, None),
+            Err(e) => (Value::Null, Value::Null, Some(e)),
         };
         let items = pods["items"].as_array().cloned().unwrap_or_default();
         let name = |p: &Value| {
@@ -603,16 +592,21 @@ fn wait_for_pods(
             .count();
         let ds = daemonsets["items"].as_array().cloned().unwrap_or_default();
         let ds_ready = !ds.is_empty() && ds.iter().all(daemonset_ready);
-        let mut line = format!(
-            "{running} of {} pods running on the labelled nodes",
-            ours.len()
-        );
-        if running == ours.len() && !ds.is_empty() && !ds_ready {
-            line.push_str(&format!("; DaemonSets not ready: {}", unready(&ds)));
-        }
-        if pods.is_null() {
-            line = last.clone();
-        }
+        let line = match &unanswered {
+            // Not "0 of 0 pods": the cluster did not say.
+            Some(e) => format!(
+                "the API server does not answer: {}",
+                e.lines().next().unwrap_or_default()
+            ),
+            None if running == ours.len() && !ds.is_empty() && !ds_ready => format!(
+                "{running} of {running} pods running on the labelled nodes; DaemonSets not ready: {}",
+                unready(&ds)
+            ),
+            None => format!(
+                "{running} of {} pods running on the labelled nodes",
+                ours.len()
+            ),
+        };
         if line != last {
             let _ = writeln!(out, "    {line} ({:.1} s)", started.elapsed().as_secs_f64());
             last = line;

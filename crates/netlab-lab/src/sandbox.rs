@@ -226,9 +226,8 @@ fn write_cache(
     });
     let dir = path.parent().ok_or("no cache directory")?;
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, entry.to_string()).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))
+    sys::replace_file(&path, entry.to_string().as_bytes())
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Takes a pod's sandbox down: DEL, libcni's cached result, then its namespace. Returns what failed.

@@ -234,17 +234,12 @@ impl State {
     /// Writes the state atomically (temp file, then rename), so a crash leaves the old or the new one whole.
     pub fn save(&self) -> Result<(), Error> {
         let path = State::path(&self.name);
-        let tmp = path.with_extension("json.tmp");
-        let err = |e: std::io::Error| Error::State {
+        let err = |reason: String| Error::State {
             path: path.clone(),
-            reason: e.to_string(),
+            reason,
         };
-        let text = serde_json::to_vec(self).map_err(|e| Error::State {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-        std::fs::write(&tmp, text).map_err(err)?;
-        std::fs::rename(&tmp, &path).map_err(err)?;
+        let text = serde_json::to_vec(self).map_err(|e| err(e.to_string()))?;
+        crate::sys::replace_file(&path, &text).map_err(|e| err(e.to_string()))?;
         // The whole state now holds every pod: the journal's lines would only shadow it with older copies. Emptied
         // rather than removed, so that the next pod's line needs no new file.
         if let Ok(journal) = std::fs::OpenOptions::new()

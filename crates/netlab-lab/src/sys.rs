@@ -33,6 +33,15 @@ pub fn patience(wait: std::time::Duration) -> std::time::Duration {
     wait * scale
 }
 
+/// Replaces `path` whole: `bytes` go to `NAME.tmp` beside it, renamed over it, so a reader (or a crash) sees the
+/// old file or the new one, never half of one. The lab's files are not flushed: a lab does not outlive a reboot.
+pub fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
 /// Runs a program and returns its stdout; a non-zero exit is an error carrying the command and its stderr.
 pub fn run<I, S>(program: &str, args: I) -> Result<String, Error>
 where

@@ -34,9 +34,8 @@ pub struct Run {
 impl Run {
     /// Runs the lab; the check's status (1 also when anything leaked).
     pub fn run(self, out: &mut dyn Write) -> Result<ExitCode> {
-        let mut args = self.lab.args();
+        let args = self.lab.args();
         if self.vm {
-            args.control_plane = None;
             let outcome = netlab_lab::vm::run(&args, &self.vm_opts.options(), out)?;
             return Ok(ExitCode::from(outcome.status));
         }
