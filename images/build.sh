@@ -67,7 +67,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for b in index2ip cni-shim; do
+for b in index2ip cni-shim cni-shim-passthrough; do
     [ -f "$bins/$b" ] || fail "no $bins/$b"
     is_static "$bins/$b" || fail "$bins/$b is dynamically linked; the image has no libraries"
     install -m 0755 "$bins/$b" "$ctx/$b"
@@ -77,7 +77,7 @@ install -m 0644 "$root/images/install.sh" "$ctx/install.sh"
 install -m 0644 "$root/images/Containerfile" "$ctx/Containerfile"
 
 # The content tag: the files of the image and the recipe that puts them there.
-content=$(cd "$ctx" && sha256sum Containerfile busybox cni-shim index2ip install.sh | sha256sum | cut -c1-12)
+content=$(cd "$ctx" && sha256sum Containerfile busybox cni-shim cni-shim-passthrough index2ip install.sh | sha256sum | cut -c1-12)
 tag="$name:$version-$content"
 podman --storage-driver vfs build --quiet --layers=false --build-arg "VERSION=$version" \
     -t "$tag" -t "$name:$version" -f "$ctx/Containerfile" "$ctx" >/dev/null
@@ -85,12 +85,12 @@ podman --storage-driver vfs build --quiet --layers=false --build-arg "VERSION=$v
 # What the image holds, exactly.
 mnt=$(podman --storage-driver vfs image mount "$tag")
 got=$(cd "$mnt" && find . -mindepth 1 | sort)
-want=$(printf '%s\n' ./bin ./bin/busybox ./install.sh ./opt ./opt/cni ./opt/cni/bin ./opt/cni/bin/cni-shim ./opt/cni/bin/index2ip)
+want=$(printf '%s\n' ./bin ./bin/busybox ./install.sh ./opt ./opt/cni ./opt/cni/bin ./opt/cni/bin/cni-shim ./opt/cni/bin/cni-shim-passthrough ./opt/cni/bin/index2ip)
 if [ "$got" != "$want" ]; then
     diff <(echo "$want") <(echo "$got") >&2 || true
     fail "the image does not hold exactly the expected files (- expected, + found)"
 fi
-for f in bin/busybox opt/cni/bin/index2ip opt/cni/bin/cni-shim; do
+for f in bin/busybox opt/cni/bin/index2ip opt/cni/bin/cni-shim opt/cni/bin/cni-shim-passthrough; do
     [ -x "$mnt/$f" ] || fail "$f is not executable in the image"
     is_static "$mnt/$f" || fail "$f is not static in the image"
     cmp -s "$mnt/$f" "$ctx/${f##*/}" || fail "$f in the image differs from what was copied in"
@@ -104,7 +104,7 @@ entry=$(podman --storage-driver vfs image inspect --format '{{json .Config.Entry
 [ "$entry" = '["/bin/busybox","sh","/install.sh"]' ] || fail "unexpected entrypoint $entry"
 
 size=$(podman --storage-driver vfs image inspect --format '{{.Size}}' "$tag")
-echo "images/build.sh: built $tag and $name:$version ($size bytes): bin/busybox, install.sh, opt/cni/bin/{index2ip,cni-shim}, all static"
+echo "images/build.sh: built $tag and $name:$version ($size bytes): bin/busybox, install.sh, opt/cni/bin/{index2ip,cni-shim,cni-shim-passthrough}, all static"
 if [ "$push" = 1 ]; then
     podman --storage-driver vfs push "$tag"
     podman --storage-driver vfs push "$name:$version"

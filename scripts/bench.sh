@@ -22,12 +22,12 @@ UPSTREAM_BIN=${UPSTREAM_BIN:-$(scripts/upstream.sh --bin-dir 2>/dev/null || true
 musl=x86_64-unknown-linux-musl
 if rustup target list --installed 2>/dev/null | grep -qx "$musl" || rustup target add "$musl" >/dev/null 2>&1; then
     echo "==> building static binaries (musl)"
-    cargo build --release --quiet --target "$musl" -p index2ip -p bench -p cni-shim --bin index2ip --bin floor --bin cni-shim
+    cargo build --release --quiet --target "$musl" -p index2ip -p bench -p cni-shim --bin index2ip --bin floor --bin cni-shim --bin cni-shim-passthrough
     static_dir=target/$musl/release
 else
     echo "==> building static binaries (glibc, crt-static): the musl target is not available"
     RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --quiet --target x86_64-unknown-linux-gnu \
-        --target-dir target/static-glibc -p index2ip -p bench -p cni-shim --bin index2ip --bin floor --bin cni-shim
+        --target-dir target/static-glibc -p index2ip -p bench -p cni-shim --bin index2ip --bin floor --bin cni-shim --bin cni-shim-passthrough
     static_dir=target/static-glibc/x86_64-unknown-linux-gnu/release
 fi
 

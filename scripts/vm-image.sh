@@ -2,13 +2,12 @@
 # Builds the kernel and initramfs that `netlab run --vm` boots: Debian's stock kernel (which has ipvlan), a
 # busybox-static userland, the Debian tools the lab drives (ip, bridge, nsenter, unshare, mount, umount, sysctl,
 # ping; openssl and iptables for the lab on the control plane) and the reference CNI plugins with their shared
-# libraries, the project's netlab, index2ip and cni-shim, and the k8s/ manifests. Its layout is merged-/usr, as
+# libraries, the project's netlab, index2ip and cni-shim (with cni-shim-passthrough), and the k8s/ manifests. Its layout is merged-/usr, as
 # Debian's: /bin, /sbin, /lib and /lib64 are links into /usr, so a container's root (built over /usr) has a shell.
-# The upstream peers are not in the image: `netlab run --vm` ships them with each run. Run as root from anywhere
-# in the checkout.
+# The upstream peers are not in the image: the VM runs the emulated lab. Run as root from anywhere in the checkout.
 #
 #   scripts/vm-image.sh                   build netlab, index2ip, cni-shim statically (musl where installed)
-#   scripts/vm-image.sh --bin-dir DIR     use the three binaries in DIR instead (static or not)
+#   scripts/vm-image.sh --bin-dir DIR     use the project's binaries in DIR instead (static or not)
 #   scripts/vm-image.sh --out DIR         the cache (default: $CARGO_TARGET_DIR/vm, else target/vm)
 #
 # The image is cached in OUT/images/KEY, KEY being a hash of the kernel package, the versions of every Debian
@@ -54,9 +53,12 @@ modules=(ipvlan macvlan veth bridge vxlan dummy
          # libcrc32c (under nf_tables and nf_conntrack) needs but modules.dep does not name
          br_netfilter crc32c_generic nf_tables nft_compat nft_chain_nat nft_ct nft_masq nft_nat nft_reject_inet
          x_tables xt_MASQUERADE xt_comment xt_conntrack xt_addrtype xt_mark xt_nat xt_multiport xt_tcpudp
-         ipt_REJECT ip6t_REJECT)
+         ipt_REJECT ip6t_REJECT
+         # the network card on qemu's user network, through which `run --vm --peers` reaches the control plane
+         virtio_pci virtio_net)
 
 # --- the project's binaries ---------------------------------------------------------------------------------
+project_bins=(netlab index2ip cni-shim cni-shim-passthrough)
 if [ -z "$bin_dir" ]; then
     target=x86_64-unknown-linux-musl
     if command -v rustup >/dev/null && rustup target list --installed 2>/dev/null | grep -qx "$target"; then
@@ -71,7 +73,7 @@ if [ -z "$bin_dir" ]; then
         bin_dir="${CARGO_TARGET_DIR:-$root/target}/$target/release"
     fi
 fi
-for b in netlab index2ip cni-shim; do
+for b in "${project_bins[@]}"; do
     [ -x "$bin_dir/$b" ] || die "$bin_dir/$b is missing"
 done
 
@@ -134,7 +136,7 @@ done
 for p in "$cni_dir"/*; do
     [ -f "$p" ] && elf_with_libs "$(readlink -f "$p")" "$cni_dir/$(basename "$p")"
 done
-for b in netlab index2ip cni-shim; do
+for b in "${project_bins[@]}"; do
     elf_with_libs "$bin_dir/$b" "/opt/netlab/bin/$b"
 done
 files[/usr/bin/busybox]=$busybox
@@ -159,7 +161,7 @@ key_input=$(
     for p in $(printf '%s\n' "${!pkgs[@]}" | sort); do
         echo "package $p $(dpkg-query -W -f='${Version}' "$p")"
     done
-    for b in netlab index2ip cni-shim; do echo "binary $b $(sha256sum < "$bin_dir/$b" | cut -d' ' -f1)"; done
+    for b in "${project_bins[@]}"; do echo "binary $b $(sha256sum < "$bin_dir/$b" | cut -d' ' -f1)"; done
     echo "manifests $(cd "$root" && find k8s -type f | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -d' ' -f1)"
     echo "script $(sha256sum < "$0" | cut -d' ' -f1)"
 )
@@ -187,7 +189,7 @@ for dest in "${!files[@]}"; do
 done
 # The project's binaries without symbols: a smaller image boots faster under software emulation.
 if command -v strip >/dev/null; then
-    for b in netlab index2ip cni-shim; do strip --strip-all "$stage/opt/netlab/bin/$b"; done
+    for b in "${project_bins[@]}"; do strip --strip-all "$stage/opt/netlab/bin/$b"; done
 fi
 # busybox applets for whatever Debian's tools do not provide (sh, insmod, reboot...).
 for applet in $("$busybox" --list); do
@@ -217,6 +219,11 @@ echo NETLAB-VM-BEGIN
 while read -r m; do insmod "$m" || echo "netlab-vm: cannot load $m"; done < /etc/netlab-vm-modules
 echo "==> VM: kernel $(uname -r): $(cat /proc/version)"
 echo "==> VM: modules loaded: $(cut -d' ' -f1 /proc/modules | sort | tr '\n' ' ')"
+# qemu's user network, when netlab gave the VM a card on it: the guest is 10.0.2.15, this machine 10.0.2.2.
+if [ -e /sys/class/net/eth0 ]; then
+    ip link set lo up
+    ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0 && echo "==> VM: eth0 10.0.2.15/24 on qemu's user network"
+fi
 rc=2
 if [ -f /vm/args ]; then
     cd /vm

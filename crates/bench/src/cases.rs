@@ -453,11 +453,13 @@ fn shim_groups(
 
     // The same shim with records off, and with its log directory on a tmpfs: what records cost, and how much of
     // that is the file system's. Not goals: the goals are taken with records on the disk, as a node keeps them.
-    let variant = |name: &str, log_dir: Option<&Path>| -> Result<PathBuf, String> {
+    // And the plugin linked to the whole cni-shim, as installs did before the pass-through was a binary of its own:
+    // what loading the operator tool's code costs each call.
+    let variant = |name: &str, binary: &Path, log_dir: Option<&Path>| -> Result<PathBuf, String> {
         let at = dir.join(name);
         std::fs::create_dir_all(&at).map_err(io)?;
-        std::fs::copy(shim_dir.join("cni-shim"), at.join("cni-shim")).map_err(io)?;
-        std::os::unix::fs::symlink("cni-shim", at.join("index2ip")).map_err(io)?;
+        std::fs::copy(binary, at.join("shim")).map_err(io)?;
+        std::os::unix::fs::symlink("shim", at.join("index2ip")).map_err(io)?;
         let config = std::fs::read(shim_dir.join(".cni-shim.json")).map_err(io)?;
         let mut config: serde_json::Value =
             serde_json::from_slice(&config).map_err(|e| e.to_string())?;
@@ -466,10 +468,16 @@ fn shim_groups(
         std::fs::write(at.join(".cni-shim.json"), config.to_string()).map_err(io)?;
         Ok(at.join("index2ip"))
     };
-    let records_off = variant("shim-records-off", None)?;
+    let passthrough = shim_dir.join("cni-shim-passthrough");
+    let records_off = variant("shim-records-off", &passthrough, None)?;
+    let whole = variant("shim-whole-binary", shim, Some(&shim_log))?;
     let tmpfs = tmpfs_dir()?;
     let records_tmpfs = match &tmpfs {
-        Some(t) => Some(variant("shim-records-tmpfs", Some(&t.0.join("log")))?),
+        Some(t) => Some(variant(
+            "shim-records-tmpfs",
+            &passthrough,
+            Some(&t.0.join("log")),
+        )?),
         None => {
             overhead
                 .skipped
@@ -502,6 +510,10 @@ fn shim_groups(
     cases.push(case(
         "cni-shim, records off, small config",
         call(&records_off, "ADD", &small),
+    ));
+    cases.push(case(
+        "cni-shim, plugin linked to the whole cni-shim binary, small config",
+        call(&whole, "ADD", &small),
     ));
     if let Some(program) = &records_tmpfs {
         cases.push(case(

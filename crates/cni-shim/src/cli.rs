@@ -42,7 +42,8 @@ struct Dirs {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// Create or refresh the shim directory: a symlink per real plugin, the shim binary, its configuration.
+    /// Create or refresh the shim directory: a symlink per real plugin to a copy of cni-shim-passthrough (shipped
+    /// beside cni-shim), and the configuration.
     Install(InstallArgs),
     /// Remove what install made (records are kept).
     Uninstall,
@@ -217,7 +218,7 @@ fn report(changes: &Changes) {
         println!("skipped  {n} (a file that is not a cni-shim link is in the way)");
     }
     if changes.binary {
-        println!("updated  the shim binary");
+        println!("updated  the pass-through binary");
     }
     if changes.config {
         println!("updated  the configuration");
@@ -231,7 +232,7 @@ fn run_install(dirs: &Dirs, a: &InstallArgs) -> Result<ExitCode, Error> {
         log_dir: (!a.no_log).then(|| dirs.log_dir()),
         max_bytes: a.max_bytes,
         capture_bytes: a.capture_bytes,
-        binary: PathBuf::from("/proc/self/exe"),
+        passthrough: passthrough_beside_me()?,
     };
     let changes = install::install(&opts)?;
     report(&changes);
@@ -245,6 +246,13 @@ fn run_install(dirs: &Dirs, a: &InstallArgs) -> Result<ExitCode, Error> {
             .map_or("none".into(), |d| d.display().to_string())
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The pass-through binary shipped beside this executable (found through `/proc/self/exe`, so a `cni-shim` run
+/// through a link finds the one beside its real file).
+fn passthrough_beside_me() -> Result<PathBuf, Error> {
+    let me = std::fs::read_link("/proc/self/exe").map_err(Error::io("read", "/proc/self/exe"))?;
+    Ok(me.with_file_name(crate::PASSTHROUGH_NAME))
 }
 
 fn run_uninstall(dirs: &Dirs) -> Result<ExitCode, Error> {

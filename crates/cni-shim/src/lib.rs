@@ -1,12 +1,13 @@
 //! A transparent CNI debugging shim.
 //!
-//! A shim directory holds one symlink per real plugin, each pointing at this binary. A runtime pointed at that
-//! directory runs the shim under the plugin's name; the shim runs the real plugin with the same arguments,
+//! A shim directory holds one symlink per real plugin, each pointing at the pass-through binary
+//! (`cni-shim-passthrough`) that `install` copies beside them. A runtime pointed at that directory runs the shim
+//! under the plugin's name; the shim runs the real plugin with the same arguments,
 //! environment and stdin, forwards its stdout and stderr byte for byte, exits with its status, and afterwards writes
 //! one record of the call. Delegated calls (a main plugin running its IPAM through `CNI_PATH`) go through the shim
 //! too and are linked to their parent, so that a pod's set-up reads as one tree.
 //!
-//! Under its own name (`cni-shim`) the binary is the operator tool: `install`, `uninstall`, `enable`, `disable`,
+//! Under its own name (`cni-shim`) the main binary is the operator tool: `install`, `uninstall`, `enable`, `disable`,
 //! `logs`, `show`, `tree`, `diff`, `replay`.
 //!
 //! # Quick start
@@ -42,8 +43,12 @@ pub use record::{Exit, Payload, Record, FORMAT};
 use std::ffi::OsString;
 use std::path::Path;
 
-/// The binary's own name: invoked under it, it is the operator tool.
+/// The main binary's own name: invoked under it, it is the operator tool.
 pub const BINARY_NAME: &str = "cni-shim";
+
+/// The pass-through binary's name: the target of every plugin link in a shim directory. Shipped beside
+/// [`BINARY_NAME`], from which `install` copies it.
+pub const PASSTHROUGH_NAME: &str = "cni-shim-passthrough";
 
 /// Whether `argv[0]` names the operator tool rather than a plugin.
 pub fn invoked_as_operator(args: &[OsString]) -> bool {

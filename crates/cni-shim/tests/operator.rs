@@ -1,8 +1,10 @@
 //! The operator commands.
 
 use std::fs;
+use std::path::Path;
+use std::process::Command;
 
-use crate::util::{path, text, Lab, CONF};
+use crate::util::{path, text, Lab, CONF, SHIM};
 
 #[test]
 fn install_is_idempotent_and_follows_the_real_directory() {
@@ -54,6 +56,76 @@ fn install_is_idempotent_and_follows_the_real_directory() {
     let out = lab.operator(&["uninstall"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(!lab.shim.exists(), "uninstall removes everything it made");
+}
+
+#[test]
+fn install_links_the_pass_through_and_upgrades_an_earlier_install() {
+    let lab = Lab::new(&[("bridge", "echo '{\"cniVersion\":\"1.0.0\"}'")]);
+    let target = |name: &str| fs::read_link(lab.shim.join(name)).unwrap();
+    assert_eq!(target("bridge"), Path::new("cni-shim-passthrough"));
+    assert!(
+        !lab.shim.join("cni-shim").exists(),
+        "the operator tool is not copied"
+    );
+
+    // An earlier version's install: the links pointed at a copy of the whole cni-shim.
+    fs::remove_file(lab.shim.join("bridge")).unwrap();
+    fs::copy(SHIM, lab.shim.join("cni-shim")).unwrap();
+    std::os::unix::fs::symlink("cni-shim", lab.shim.join("bridge")).unwrap();
+    let out = lab.operator(&["install", "--real-dir", path(&lab.real)]);
+    let said = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        said.contains("linked   bridge") && said.contains("updated  the pass-through binary"),
+        "{said}"
+    );
+    assert_eq!(target("bridge"), Path::new("cni-shim-passthrough"));
+    assert!(
+        !lab.shim.join("cni-shim").exists(),
+        "the old copy is removed"
+    );
+    let mut c = lab.command("bridge");
+    c.env("CNI_COMMAND", "VERSION");
+    let call = lab.run(c, b"{}");
+    assert!(call.status.success(), "{}", text(&call.stderr));
+    assert_eq!(text(&call.stdout).trim(), r#"{"cniVersion":"1.0.0"}"#);
+
+    // An old link left behind by an interrupted upgrade is still ours to remove.
+    std::os::unix::fs::symlink("cni-shim", lab.shim.join("gone")).unwrap();
+    let out = lab.operator(&["install", "--real-dir", path(&lab.real)]);
+    assert!(
+        text(&out.stdout).contains("unlinked gone"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn install_without_the_pass_through_beside_it_says_so_and_changes_nothing() {
+    let lab = Lab::new(&[("bridge", "exit 0")]);
+    let alone = lab.tmp.path().join("alone");
+    fs::create_dir(&alone).unwrap();
+    fs::copy(SHIM, alone.join("cni-shim")).unwrap();
+    let fresh = lab.tmp.path().join("fresh-shim");
+    let out = Command::new(alone.join("cni-shim"))
+        .args([
+            "install",
+            "--real-dir",
+            path(&lab.real),
+            "--shim-dir",
+            path(&fresh),
+            "--no-log",
+        ])
+        .output()
+        .unwrap();
+    let said = text(&out.stderr);
+    assert!(!out.status.success(), "installed without the pass-through");
+    assert!(
+        said.contains("find the pass-through binary")
+            && said.contains("alone/cni-shim-passthrough"),
+        "{said}"
+    );
+    assert!(!fresh.exists(), "made {} all the same", fresh.display());
 }
 
 fn add_and_del(lab: &Lab) {

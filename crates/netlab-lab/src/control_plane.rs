@@ -45,6 +45,9 @@ pub struct Options {
     /// Nodes to give kubelet credentials: each a static token in the group `system:nodes`, user
     /// `system:node:NAME`, and a kubeconfig using it at [`ControlPlane::node_kubeconfig`].
     pub nodes: Vec<String>,
+    /// How many times slower than this machine the nodes' kubelets are (they run in a VM under software
+    /// emulation): the node grace periods are stretched by it, on top of [`crate::sys::patience`]. 0 counts as 1.
+    pub slow_nodes: u32,
 }
 
 /// A running control plane.
@@ -121,6 +124,21 @@ impl ControlPlane {
             children: Vec::new(),
         };
         run("ip", ["-n", netns, "link", "set", "lo", "up"])?;
+        // A namespace made here has nothing but its loopback: the address goes there.
+        if make_netns && !address.is_loopback() {
+            run(
+                "ip",
+                [
+                    "-n",
+                    netns,
+                    "addr",
+                    "add",
+                    &format!("{address}/32"),
+                    "dev",
+                    "lo",
+                ],
+            )?;
+        }
         cp.write_credentials(&options.nodes)?;
         let p = |name: &str| dir.join(name).display().to_string();
         cp.spawn(
@@ -175,11 +193,13 @@ impl ControlPlane {
                     // the lab runs slower.
                     format!(
                         "--node-monitor-grace-period={}s",
-                        crate::sys::patience(NODE_MONITOR_GRACE).as_secs()
+                        (crate::sys::patience(NODE_MONITOR_GRACE) * options.slow_nodes.max(1))
+                            .as_secs()
                     ),
                     format!(
                         "--node-startup-grace-period={}s",
-                        crate::sys::patience(NODE_STARTUP_GRACE).as_secs()
+                        (crate::sys::patience(NODE_STARTUP_GRACE) * options.slow_nodes.max(1))
+                            .as_secs()
                     ),
                 ],
             )?;
@@ -197,6 +217,52 @@ impl ControlPlane {
 
     /// The service-account key pair, random tokens for the administrator and each node, and a kubeconfig for
     /// each that uses it.
+    /// A control plane that runs elsewhere (on the machine a VM's lab was started from), reached at `address`
+    /// from namespace `netns` (the caller's), with the credentials [`ControlPlane::export_credentials`] wrote into
+    /// `dir`. Nothing runs here: dropping it stops nothing and removes nothing.
+    pub fn remote(bin: &Path, dir: &Path, netns: &str, address: Ipv4Addr) -> ControlPlane {
+        ControlPlane {
+            netns: netns.to_owned(),
+            owns_netns: false,
+            dir: dir.to_owned(),
+            bin: bin.to_owned(),
+            server: format!("https://{address}:{API_PORT}"),
+            children: Vec::new(),
+        }
+    }
+
+    /// Writes into `to` what [`ControlPlane::remote`] needs to reach this control plane from a VM that will see
+    /// `to` at `seen_at`: the API server's certificate, the administrator's and every node's kubeconfig, naming
+    /// the certificate where the VM sees it. No key leaves: the tokens are the lab's own, made at start.
+    pub fn export_credentials(&self, to: &Path, seen_at: &Path) -> Result<(), Error> {
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| Error::Io { path, source }
+        };
+        fs::create_dir_all(to.join("certs")).map_err(io(to))?;
+        fs::create_dir_all(to.join("nodes")).map_err(io(to))?;
+        let crt = to.join("certs/apiserver.crt");
+        fs::copy(self.ca(), &crt).map_err(io(&crt))?;
+        let ca = seen_at.join("certs/apiserver.crt");
+        let mut kubeconfigs = vec![PathBuf::from("kubeconfig")];
+        let nodes = fs::read_dir(self.dir.join("nodes")).map_err(io(&self.dir.join("nodes")))?;
+        kubeconfigs.extend(
+            nodes
+                .flatten()
+                .map(|e| Path::new("nodes").join(e.file_name())),
+        );
+        for rel in kubeconfigs {
+            let from = self.dir.join(&rel);
+            let text = fs::read_to_string(&from).map_err(io(&from))?;
+            let user = user_of(&text).unwrap_or("admin");
+            let token = token_of(&text).unwrap_or_default();
+            let out = to.join(&rel);
+            fs::write(&out, kubeconfig_text(&self.server, &ca, user, token, None))
+                .map_err(io(&out))?;
+        }
+        Ok(())
+    }
+
     fn write_credentials(&self, nodes: &[String]) -> Result<(), Error> {
         let key = self.dir.join("sa.key");
         let public = self.dir.join("sa.pub");
@@ -349,6 +415,29 @@ impl ControlPlane {
     /// A command run inside the namespace with kubectl's environment: this cluster's kubeconfig, the peers first on
     /// `PATH`, and a discovery cache of this cluster's own (a cache that already knows a CRD's kind hides the
     /// failure of applying it with its resources).
+    /// Waits at most `within` until the API server answers `/readyz` (a [`ControlPlane::remote`] one, whose
+    /// processes are not here to watch).
+    pub fn wait_reachable(&self, within: Duration) -> Result<(), Error> {
+        let deadline = Instant::now() + within;
+        loop {
+            let answer = self.kubectl(&["get", "--raw=/readyz"])?;
+            if answer.status.success() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(Error::Command {
+                    command: format!("kubectl get --raw=/readyz (API server {})", self.server),
+                    reason: format!(
+                        "no answer within {} s: {}",
+                        within.as_secs(),
+                        String::from_utf8_lossy(&answer.stderr).trim()
+                    ),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
     pub fn in_netns(&self, program: &Path) -> Command {
         let path = format!(
             "{}:{}",
@@ -428,6 +517,14 @@ pub fn kubeconfig_text(
 }
 
 /// The administrator's token in a kubeconfig this module wrote.
+/// The user a kubeconfig written by [`kubeconfig_text`] authenticates as.
+fn user_of(kubeconfig: &str) -> Option<&str> {
+    let line = kubeconfig
+        .lines()
+        .find(|l| l.contains("context: {cluster: netlab, user: "))?;
+    line.split("user: \"").nth(1)?.split('"').next()
+}
+
 pub fn token_of(kubeconfig: &str) -> Option<&str> {
     kubeconfig
         .lines()
@@ -444,4 +541,74 @@ fn random_token() -> Result<String, Error> {
             source,
         })?;
     Ok(random.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exported_credentials_name_the_certificate_where_the_vm_sees_it_and_keep_each_token() {
+        let here = tempfile::tempdir().unwrap();
+        let dir = here.path().join("cp");
+        fs::create_dir_all(dir.join("certs")).unwrap();
+        fs::create_dir_all(dir.join("nodes")).unwrap();
+        fs::write(dir.join("certs/apiserver.crt"), "CERT").unwrap();
+        let ca = dir.join("certs/apiserver.crt");
+        let server = "https://198.18.0.2:6443";
+        fs::write(
+            dir.join("kubeconfig"),
+            kubeconfig_text(server, &ca, "admin", "t-admin", None),
+        )
+        .unwrap();
+        fs::write(
+            dir.join("nodes/mlab1.kubeconfig"),
+            kubeconfig_text(server, &ca, "system:node:mlab1", "t-mlab1", None),
+        )
+        .unwrap();
+        let cp = ControlPlane::remote(
+            Path::new("/peers"),
+            &dir,
+            "x-cp",
+            Ipv4Addr::new(198, 18, 0, 2),
+        );
+        let out = here.path().join("export");
+        cp.export_credentials(&out, Path::new("/vm/cp")).unwrap();
+
+        assert_eq!(
+            fs::read_to_string(out.join("certs/apiserver.crt")).unwrap(),
+            "CERT"
+        );
+        let admin = fs::read_to_string(out.join("kubeconfig")).unwrap();
+        let node = fs::read_to_string(out.join("nodes/mlab1.kubeconfig")).unwrap();
+        for (text, user, token) in [
+            (&admin, "admin", "t-admin"),
+            (&node, "system:node:mlab1", "t-mlab1"),
+        ] {
+            assert!(
+                text.contains("certificate-authority: /vm/cp/certs/apiserver.crt"),
+                "{text}"
+            );
+            assert!(!text.contains(&here.path().display().to_string()), "{text}");
+            assert_eq!(user_of(text), Some(user), "{text}");
+            assert_eq!(token_of(text), Some(token), "{text}");
+            assert!(text.contains(server), "{text}");
+        }
+        // No key leaves.
+        let mut files: Vec<String> = Vec::new();
+        for d in [out.clone(), out.join("certs"), out.join("nodes")] {
+            files.extend(
+                fs::read_dir(d)
+                    .unwrap()
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned()),
+            );
+        }
+        assert!(
+            files
+                .iter()
+                .all(|f| !f.contains("key") && f != "tokens.csv"),
+            "{files:?}"
+        );
+    }
 }

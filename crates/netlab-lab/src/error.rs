@@ -208,6 +208,9 @@ pub enum Error {
         /// The console's last lines.
         console: String,
     },
+    /// A signal stopped a VM run; what it made is removed.
+    #[error("interrupted by a signal: the VM is stopped and what this run made is removed")]
+    Interrupted,
     /// The guest stopped without printing netlab's exit status.
     #[error("the VM stopped without netlab's exit status{console}")]
     VmNoStatus {

@@ -43,14 +43,41 @@ pub fn write_kubeconfig(
     crate::sys::replace_file(&path, text.as_bytes()).map_err(|e| Error::io(&path, e))
 }
 
+/// The relay `run --vm` starts inside its VM for a control plane on the machine outside: listens at `listen`
+/// in network namespace `netns` (where the lab's nodes reach the API server) and joins each connection to one to
+/// `to`, made from this process's own namespace (the VM's, whose user network reaches the machine outside). Runs
+/// until killed.
+pub fn relay(netns: &str, listen: SocketAddr, to: SocketAddr) -> Result<(), Error> {
+    // Bound by a thread of its own that enters the namespace and ends: the socket stays in that namespace, this
+    // thread stays in its own.
+    let listener = std::thread::scope(|s| {
+        s.spawn(|| {
+            crate::sys::enter_netns(netns)?;
+            TcpListener::bind(listen).map_err(|e| Error::Command {
+                command: format!("listen on {listen} in {netns}"),
+                reason: e.to_string(),
+            })
+        })
+        .join()
+        .unwrap_or_else(|_| {
+            Err(Error::Command {
+                command: format!("listen on {listen} in {netns}"),
+                reason: "the binding thread panicked".into(),
+            })
+        })
+    })?;
+    serve(listener, to);
+    Ok(())
+}
+
 /// Serves `listener` for ever: each connection is joined to a new one to `to`, made from the calling thread's
 /// network namespace.
 pub fn serve(listener: TcpListener, to: SocketAddr) {
     for client in listener.incoming().flatten() {
-        std::thread::spawn(move || {
-            if let Ok(server) = TcpStream::connect(to) {
-                join(client, server);
-            }
+        std::thread::spawn(move || match TcpStream::connect(to) {
+            Ok(server) => join(client, server),
+            // Said on stderr, the log of whoever runs this (the kubelet's, the relay's).
+            Err(e) => eprintln!("forward: cannot connect to {to}: {e}"),
         });
     }
 }

@@ -54,6 +54,10 @@ pub const IMAGES: &[Image] = &[
             ("/install.sh", Source::InstallScript),
             ("/opt/cni/bin/index2ip", Source::Project("index2ip")),
             ("/opt/cni/bin/cni-shim", Source::Project("cni-shim")),
+            (
+                "/opt/cni/bin/cni-shim-passthrough",
+                Source::Project("cni-shim-passthrough"),
+            ),
         ],
     },
 ];

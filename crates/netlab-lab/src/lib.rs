@@ -31,6 +31,7 @@
 //!     reference_dir: None,
 //!     trace: None,
 //!     control_plane: None,
+//!     remote_control_plane: None,
 //! };
 //! let passed = verbs::run(&args, &Topology::default(), &Cluster::default(), &mut std::io::stdout())?;
 //! # Ok::<(), netlab_lab::Error>(())

@@ -29,15 +29,21 @@ use netlab_model::topology::Topology;
 pub const API_ADDRESS: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 /// The site router's address on the control plane's link.
 pub const ROUTER_ADDRESS: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+/// How long `up` waits for a control plane outside (running before this lab started) to answer through the relay.
+const REMOTE_WITHIN: Duration = Duration::from_secs(60);
 /// How long `up` waits for every pod to run.
 const PODS_WITHIN: Duration = Duration::from_secs(180);
 
-/// Every program of the upstream peers the lab runs.
-pub const PEERS: [&str; 10] = [
+/// The upstream peers the control plane runs.
+pub const CONTROL_PLANE_PEERS: [&str; 4] = [
     "etcd",
     "kube-apiserver",
     "kube-controller-manager",
     "kube-scheduler",
+];
+
+/// The upstream peers the nodes run (kubectl: the lab's kubelet speaks to the API through it).
+pub const NODE_PEERS: [&str; 6] = [
     "kubectl",
     "flanneld",
     "install-conf",
@@ -46,10 +52,16 @@ pub const PEERS: [&str; 10] = [
     "thin_entrypoint",
 ];
 
-/// `dir`, when it holds every peer; else an error naming what is missing and how to build it.
-pub fn peers_ready(dir: &Path) -> Result<PathBuf, Error> {
-    let missing: Vec<String> = PEERS
-        .iter()
+/// `dir`, when it holds every peer the lab runs here (the nodes' only when the control plane is elsewhere);
+/// else an error naming what is missing and how to build it.
+pub fn peers_ready(dir: &Path, control_plane_here: bool) -> Result<PathBuf, Error> {
+    let wanted = NODE_PEERS.iter().chain(
+        control_plane_here
+            .then_some(&CONTROL_PLANE_PEERS)
+            .into_iter()
+            .flatten(),
+    );
+    let missing: Vec<String> = wanted
         .filter(|p| !dir.join(p).is_file())
         .map(|p| (*p).to_owned())
         .collect();
@@ -70,7 +82,14 @@ pub struct RealOptions {
     pub peers: PathBuf,
     /// cni-shim, which the installer image carries beside index2ip.
     pub shim: PathBuf,
+    /// A control plane running outside this machine (a VM's lab, whose control plane runs on the machine that
+    /// started the VM): the directory of its credentials and [`UPSTREAM_FILE`]. `None`: the lab starts its own.
+    pub remote: Option<PathBuf>,
 }
+
+/// The file, in a remote control plane's directory, that holds the address its API server is reached at from
+/// here.
+pub const UPSTREAM_FILE: &str = "upstream";
 
 /// A control plane started for a lab, with what the nodes need of it.
 pub struct Plane {
@@ -128,6 +147,30 @@ pub fn start_control_plane(
         ],
     )?;
     let started = Instant::now();
+    if let Some(dir) = &opts.remote {
+        let upstream = start_relay(state, &netns, dir)?;
+        let cp = ControlPlane::remote(&opts.peers, dir, &netns, API_ADDRESS);
+        // Already running outside: this waits only for the way there.
+        cp.wait_reachable(REMOTE_WITHIN).map_err(|e| {
+            let log = std::fs::read_to_string(state.dir.join("relay.log")).unwrap_or_default();
+            let mut last: Vec<&str> = log.lines().rev().take(3).collect();
+            last.dedup();
+            match last.is_empty() {
+                true => e,
+                false => Error::Command {
+                    command: format!("the relay to {upstream}"),
+                    reason: format!("{e}; its last lines: {}", last.join(" | ")),
+                },
+            }
+        })?;
+        let _ = writeln!(
+            out,
+            "    control plane: outside, at {upstream}, relayed to {} in {netns} ({:.1} s to answer)",
+            cp.server(),
+            started.elapsed().as_secs_f64()
+        );
+        return Ok(Plane { cp, netns });
+    }
     let cp = ControlPlane::start_in(
         &opts.peers,
         &state.dir.join("cp"),
@@ -136,6 +179,7 @@ pub fn start_control_plane(
             controllers: true,
             address: Some(API_ADDRESS),
             nodes: topology.nodes.iter().map(|n| n.name.clone()).collect(),
+            slow_nodes: 1,
         },
     )?;
     let _ = writeln!(
@@ -145,6 +189,25 @@ pub fn start_control_plane(
         started.elapsed().as_secs_f64()
     );
     Ok(Plane { cp, netns })
+}
+
+/// Starts the relay (`netlab internal relay`, recorded for `down`) that puts the remote control plane of `dir` at
+/// [`API_ADDRESS`] in namespace `netns`, where the nodes reach it through the site's router as they would a local
+/// one. Returns the address relayed to.
+fn start_relay(state: &mut State, netns: &str, dir: &Path) -> Result<String, Error> {
+    let path = dir.join(UPSTREAM_FILE);
+    let upstream = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let upstream = upstream.trim().to_owned();
+    let listen = format!("{API_ADDRESS}:{}", control_plane::API_PORT);
+    let (pid, comm) = start_own(
+        state,
+        &[
+            "internal", "relay", "--netns", netns, "--listen", &listen, "--to", &upstream,
+        ],
+        "relay.log",
+    )?;
+    state.record(Resource::Process { pid, comm })?;
+    Ok(upstream)
 }
 
 /// A node's files as its operating system and kubelet leave them: the reference plugins in `/opt/cni/bin` (as
@@ -210,13 +273,17 @@ pub fn finish(
     );
     let mut notes = substitute(&in_cp, has_ipvlan)?;
     state.substitutions.append(&mut notes);
-    lab_pods(&in_cp, topology)?;
+    lab_pods(&in_cp, topology, &state.dir)?;
 
     let sources = Sources {
         peers: opts.peers.clone(),
         project: vec![
             ("index2ip".into(), index2ip.to_owned()),
             ("cni-shim".into(), opts.shim.clone()),
+            (
+                "cni-shim-passthrough".into(),
+                opts.shim.with_file_name("cni-shim-passthrough"),
+            ),
         ],
         install_script: state.dir.join("install.sh"),
     };
@@ -436,10 +503,12 @@ fn ipvlan_to_macvlan(conf: &mut Value) -> bool {
 }
 
 /// The lab's own pods, bare, on their nodes: a plain pod per node (no network annotations) and the topology's.
-/// Their image runs nothing here; only their network is under test.
+/// Their image runs nothing here; only their network is under test. The list goes through a file in the lab's
+/// directory `dir`, which `down` removes.
 fn lab_pods(
     kubectl: &dyn Fn(&[&str]) -> Result<String, Error>,
     topology: &Topology,
+    dir: &Path,
 ) -> Result<(), Error> {
     let pod = |name: &str, namespace: &str, node: &str, annotations: Value| {
         json!({"apiVersion": "v1", "kind": "Pod",
@@ -457,24 +526,29 @@ fn lab_pods(
         items.push(pod(&p.name, &p.namespace, &p.node, json!(p.annotations)));
     }
     let list = json!({"apiVersion": "v1", "kind": "List", "items": items});
-    let file = std::env::temp_dir().join(format!("netlab-pods-{}.json", std::process::id()));
+    let file = dir.join("lab-pods.json");
     std::fs::write(&file, list.to_string()).map_err(|e| Error::io(&file, e))?;
-    let made = kubectl(&["create", "-f", file.to_str().unwrap_or_default()]);
-    let _ = std::fs::remove_file(&file);
-    made.map(drop)
+    kubectl(&["create", "-f", file.to_str().unwrap_or_default()]).map(drop)
 }
 
 /// Starts `netlab internal kubelet NAME` in the background, in a process group of its own (an interrupted `up`
 /// does not take it down; `down` does).
 fn start_kubelet(state: &State) -> Result<(), Error> {
+    start_own(state, &["internal", "kubelet", &state.name], "kubelet.log").map(drop)
+}
+
+/// Starts this executable with `args` in the background, in a process group of its own (an interrupted `up` does
+/// not take it down; `down` does), its output in file `log` of the lab's directory. Its pid and the name
+/// `/proc/PID/comm` shows for it.
+fn start_own(state: &State, args: &[&str], log: &str) -> Result<(u32, String), Error> {
     let exe = std::env::current_exe().map_err(Error::OwnExecutable)?;
-    let log_path = state.dir.join("kubelet.log");
-    let log = std::fs::File::create(&log_path).map_err(|e| Error::io(&log_path, e))?;
-    let err = log.try_clone().map_err(|e| Error::io(&log_path, e))?;
-    std::process::Command::new(&exe)
-        .args(["internal", "kubelet", &state.name])
+    let log_path = state.dir.join(log);
+    let out = std::fs::File::create(&log_path).map_err(|e| Error::io(&log_path, e))?;
+    let err = out.try_clone().map_err(|e| Error::io(&log_path, e))?;
+    let child = std::process::Command::new(&exe)
+        .args(args)
         .stdin(Stdio::null())
-        .stdout(log)
+        .stdout(out)
         .stderr(err)
         .process_group(0)
         .spawn()
@@ -482,7 +556,12 @@ fn start_kubelet(state: &State) -> Result<(), Error> {
             program: exe.display().to_string(),
             source,
         })?;
-    Ok(())
+    // comm is cut to 15 bytes.
+    let comm = exe
+        .file_name()
+        .map(|n| n.to_string_lossy().chars().take(15).collect())
+        .unwrap_or_default();
+    Ok((child.id(), comm))
 }
 
 /// What the lab's files say of a pod that is not running (`NAMESPACE/NAME`): the kubelet's last lines naming it

@@ -33,6 +33,9 @@ pub struct LabArgs {
     /// Run on the real control plane, with the upstream peers of this directory (`scripts/upstream.sh
     /// --bin-dir`); `None`: the emulation.
     pub control_plane: Option<PathBuf>,
+    /// With `control_plane`: the control plane runs outside (this is a VM's lab), reached with the credentials of
+    /// this directory ([`crate::real::RealOptions::remote`]).
+    pub remote_control_plane: Option<PathBuf>,
 }
 
 /// Finds one of the project's binaries: as given, next to this executable, on PATH, or in /opt/cni/bin.
@@ -87,8 +90,9 @@ pub fn up(
         control_plane: match &args.control_plane {
             None => None,
             Some(peers) => Some(crate::real::RealOptions {
-                peers: crate::real::peers_ready(peers)?,
+                peers: crate::real::peers_ready(peers, args.remote_control_plane.is_none())?,
                 shim: find_binary("cni-shim", None)?,
+                remote: args.remote_control_plane.clone(),
             }),
         },
     };

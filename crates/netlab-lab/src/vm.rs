@@ -9,7 +9,9 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::verbs::LabArgs;
@@ -26,6 +28,33 @@ pub const MEMORY_MIB: u32 = 1024;
 pub const TIME_SCALE: u32 = 10;
 /// Where `scripts/vm-image.sh` keeps the last image it built, below a cargo target directory.
 pub const CURRENT: &str = "vm/current";
+
+/// Set by SIGINT, SIGTERM or SIGHUP once [`watch_signals`] ran: a VM run then stops the VM and removes what it made,
+/// instead of dying with the initrd and a control plane left in place.
+fn interrupted() -> &'static Arc<AtomicBool> {
+    static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    FLAG.get_or_init(|| Arc::new(AtomicBool::new(false)))
+}
+
+/// Turns the termination signals into [`interrupted`]'s flag for the rest of the process.
+fn watch_signals() {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        for signal in [SIGINT, SIGTERM, SIGHUP] {
+            // Failing to register leaves the default action: the run dies as it did before.
+            let _ = signal_hook::flag::register(signal, Arc::clone(interrupted()));
+        }
+    });
+}
+
+/// [`Error::Interrupted`] once a signal came.
+fn check_interrupted() -> Result<(), Error> {
+    match interrupted().load(Ordering::Relaxed) {
+        true => Err(Error::Interrupted),
+        false => Ok(()),
+    }
+}
 
 /// How the VM is accelerated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +89,9 @@ pub struct VmOptions {
     pub timeout: Duration,
     /// The VM's memory ([`MEMORY_MIB`] when not given).
     pub memory_mib: Option<u32>,
+    /// A network card on qemu's user network: the guest's `eth0` (the image's init gives it 10.0.2.15/24), from
+    /// which this machine's loopback is 10.0.2.2.
+    pub user_network: bool,
     /// qemu.
     pub qemu: PathBuf,
 }
@@ -72,6 +104,7 @@ impl Default for VmOptions {
             boot_timeout: Duration::from_secs(10),
             timeout: Duration::from_secs(1800),
             memory_mib: None,
+            user_network: false,
             qemu: PathBuf::from("qemu-system-x86_64"),
         }
     }
@@ -114,8 +147,10 @@ pub fn find_image(given: Option<&Path>) -> Result<PathBuf, Error> {
         })
 }
 
-/// Runs `netlab run --emulate` with `args` inside the VM, streaming its output to `out` (`args.control_plane` is not
-/// used: under software emulation the control plane does not fit in the VM, crates/netlab/README.md).
+/// Runs `netlab run` with `args` inside the VM, streaming its output to `out`. Without `args.control_plane`, the
+/// VM runs the emulated lab. With it, the control plane runs on this machine, where it costs a tenth of a core,
+/// and the VM runs the nodes with the upstream peers, reaching the API server through qemu's user network: under
+/// software emulation the control plane does not fit in the VM as well (crates/netlab/README.md).
 pub fn run(args: &LabArgs, vm: &VmOptions, out: &mut dyn Write) -> Result<Outcome, Error> {
     if args.index2ip.is_some() {
         return Err(Error::NotWithVm {
@@ -137,7 +172,109 @@ pub fn run(args: &LabArgs, vm: &VmOptions, out: &mut dyn Write) -> Result<Outcom
     }
     // The image first: without one nothing else matters.
     find_image(vm.image.as_deref())?;
-    boot_with(&run_archive(args)?, "netlab run", vm, out)
+    watch_signals();
+    match &args.control_plane {
+        None => boot_with(&run_archive(args, None)?, "netlab run", vm, out),
+        Some(peers) => run_with_control_plane_here(args, peers, vm, out),
+    }
+}
+
+/// Where the VM's lab finds the credentials of the control plane outside.
+const REMOTE_DIR: &str = "/vm/cp";
+/// Where the VM's lab finds the upstream peers its nodes run.
+const PEERS_DIR: &str = "/vm/peers";
+/// This machine's loopback as qemu's user network shows it to the guest.
+const HOST_FROM_GUEST: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 0, 2, 2);
+/// The VM's memory by default when its nodes run the upstream peers (about 170 MB of them in its archive).
+pub const MEMORY_MIB_PEERS: u32 = 3072;
+
+/// A directory removed, with everything in it, when dropped.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The control plane on this machine, in a namespace of its own, reached from the VM through a port on this
+/// machine's loopback; the rest of the lab in the VM. Everything made here goes when this returns.
+fn run_with_control_plane_here(
+    args: &LabArgs,
+    peers: &Path,
+    vm: &VmOptions,
+    out: &mut dyn Write,
+) -> Result<Outcome, Error> {
+    use crate::control_plane::{ControlPlane, Options, API_PORT};
+    use crate::real::API_ADDRESS;
+
+    let peers = crate::real::peers_ready(peers, true)?;
+    let topology = match &args.topology {
+        None => netlab_model::topology::Topology::default(),
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
+            netlab_model::topology::Topology::from_text(&p.display().to_string(), &text)?
+        }
+    };
+    let scratch = Scratch(std::env::temp_dir().join(format!(
+        "netlab-vm-{}-{}",
+        args.name,
+        std::process::id()
+    )));
+    let netns = format!("{}-vmcp", args.name);
+    let started = Instant::now();
+    let _ = writeln!(
+        out,
+        "==> control plane on this machine (namespace {netns}); the nodes in the VM"
+    );
+    let cp = ControlPlane::start(
+        &peers,
+        &scratch.0.join("cp"),
+        &netns,
+        &Options {
+            controllers: true,
+            address: Some(API_ADDRESS),
+            nodes: topology.nodes.iter().map(|n| n.name.clone()).collect(),
+            slow_nodes: TIME_SCALE,
+        },
+    )?;
+    // A signal during the start: the control plane goes now, with `cp`.
+    check_interrupted()?;
+    let listener = crate::forward::listen()?;
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+    let into = netns.clone();
+    // This thread enters the control plane's namespace and serves there until the process ends: the connections
+    // it makes are made from there.
+    std::thread::spawn(move || {
+        if crate::sys::enter_netns(&into).is_ok() {
+            crate::forward::serve(
+                listener,
+                std::net::SocketAddr::from((API_ADDRESS, API_PORT)),
+            );
+        }
+    });
+    let _ = writeln!(
+        out,
+        "    etcd, kube-apiserver {}, controller manager, scheduler ready in {:.1} s; the VM reaches it at {HOST_FROM_GUEST}:{port}",
+        cp.server(),
+        started.elapsed().as_secs_f64()
+    );
+    let remote = scratch.0.join("vm-cp");
+    cp.export_credentials(&remote, Path::new(REMOTE_DIR))?;
+    let upstream = remote.join(crate::real::UPSTREAM_FILE);
+    std::fs::write(&upstream, format!("{HOST_FROM_GUEST}:{port}\n"))
+        .map_err(|e| Error::io(&upstream, e))?;
+    let archive = run_archive(args, Some((&remote, &peers)))?;
+    let vm = VmOptions {
+        memory_mib: Some(vm.memory_mib.unwrap_or(MEMORY_MIB_PEERS)),
+        user_network: true,
+        ..vm.clone()
+    };
+    let outcome = boot_with(&archive, "netlab run", &vm, out);
+    // The control plane's processes and namespace, then the scratch directory.
+    drop(cp);
+    drop(scratch);
+    outcome
 }
 
 /// Runs `cmd` inside the VM with the files of `ship` (and the shared libraries `ldd` names for them) at their own
@@ -152,6 +289,7 @@ pub fn exec(
     if cmd.is_empty() {
         return Err(Error::NoCommand("vm-exec"));
     }
+    watch_signals();
     let mut cpio = Cpio::default();
     let mut files: std::collections::BTreeMap<PathBuf, PathBuf> = std::collections::BTreeMap::new();
     for f in ship {
@@ -343,9 +481,20 @@ fn boot(
         cmd.args(["-cpu", "host"]);
     }
     let memory = vm.memory_mib.unwrap_or(MEMORY_MIB);
-    cmd.args(["-m", &memory.to_string(), "-smp", "2"])
-        .args(["-nodefaults", "-no-user-config", "-no-reboot"])
-        .args(["-display", "none", "-serial", "stdio"])
+    cmd.args(["-m", &memory.to_string(), "-smp", "2"]).args([
+        "-nodefaults",
+        "-no-user-config",
+        "-no-reboot",
+    ]);
+    if vm.user_network {
+        cmd.args([
+            "-netdev",
+            "user,id=n0",
+            "-device",
+            "virtio-net-pci,netdev=n0",
+        ]);
+    }
+    cmd.args(["-display", "none", "-serial", "stdio"])
         .arg("-kernel")
         .arg(image.join("vmlinuz"))
         .arg("-initrd")
@@ -403,8 +552,13 @@ fn follow(
         } else {
             vm.timeout
         };
+        if interrupted().load(Ordering::Relaxed) {
+            return Err(Boot::Failed(Error::Interrupted));
+        }
         let left = limit.saturating_sub(started.elapsed());
-        match lines.recv_timeout(left) {
+        // Woken at least this often to notice a signal.
+        let tick = Duration::from_millis(250);
+        match lines.recv_timeout(left.min(tick)) {
             Ok(line) => {
                 if boot.is_none() {
                     if line.contains(BEGIN) {
@@ -436,6 +590,11 @@ fn follow(
                 let _ = out.flush();
                 console.push(line);
             }
+            // A signal (also qemu's, killed by the same Ctrl-C): the run stops here, and its owners clean up.
+            Err(_) if interrupted().load(Ordering::Relaxed) => {
+                return Err(Boot::Failed(Error::Interrupted));
+            }
+            Err(RecvTimeoutError::Timeout) if started.elapsed() < limit => {}
             Err(RecvTimeoutError::Timeout) if boot.is_none() && accel == Accel::Kvm => {
                 return Err(Boot::NoInit(console));
             }
@@ -522,7 +681,7 @@ impl Drop for Initrd {
 
 /// The archive this run adds under `/vm`: `args` (one argument of `netlab` per line), the topology and the
 /// manifests.
-pub fn run_archive(args: &LabArgs) -> Result<Vec<u8>, Error> {
+pub fn run_archive(args: &LabArgs, remote: Option<(&Path, &Path)>) -> Result<Vec<u8>, Error> {
     let mut cpio = Cpio::default();
     cpio.dir("vm");
     let mut argv: Vec<String> = vec![
@@ -530,10 +689,31 @@ pub fn run_archive(args: &LabArgs) -> Result<Vec<u8>, Error> {
         format!("{}={TIME_SCALE}", crate::sys::TIME_SCALE),
         "netlab".into(),
         "run".into(),
-        "--emulate".into(),
-        "--name".into(),
-        args.name.clone(),
     ];
+    match remote {
+        None => argv.push("--emulate".into()),
+        Some((credentials, peers)) => {
+            cpio.dir(REMOTE_DIR.trim_start_matches('/'));
+            add_tree(&mut cpio, credentials, REMOTE_DIR.trim_start_matches('/'))?;
+            cpio.dir(PEERS_DIR.trim_start_matches('/'));
+            for name in crate::real::NODE_PEERS {
+                let path = peers.join(name);
+                let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+                cpio.entry(
+                    &format!("{}/{name}", PEERS_DIR.trim_start_matches('/')),
+                    0o100_755,
+                    &bytes,
+                );
+            }
+            argv.extend([
+                "--peers".into(),
+                PEERS_DIR.into(),
+                "--remote-control-plane".into(),
+                REMOTE_DIR.into(),
+            ]);
+        }
+    }
+    argv.extend(["--name".into(), args.name.clone()]);
     if let Some(t) = &args.topology {
         let text = std::fs::read(t).map_err(|e| Error::io(t, e))?;
         cpio.file("vm/topology.yaml", &text);
@@ -664,13 +844,54 @@ mod tests {
             reference_dir: None,
             trace: Some(None),
             control_plane: None,
+            remote_control_plane: None,
         };
-        let bytes = run_archive(&args).unwrap();
+        let bytes = run_archive(&args, None).unwrap();
         let text = String::from_utf8_lossy(&bytes);
         assert!(text.contains("vm/manifests/sub/a.yaml\0"));
         assert!(text.contains(
             "env\nNETLAB_TIME_SCALE=10\nnetlab\nrun\n--emulate\n--name\nlab1\n--manifests\n/vm/manifests\n--trace\n"
         ));
+    }
+
+    #[test]
+    fn with_a_control_plane_outside_the_archive_carries_the_node_peers_and_its_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        let manifests = dir.path().join("k8s");
+        std::fs::create_dir(&manifests).unwrap();
+        std::fs::write(manifests.join("a.yaml"), "kind: X\n").unwrap();
+        let peers = dir.path().join("peers");
+        std::fs::create_dir(&peers).unwrap();
+        for p in crate::real::NODE_PEERS {
+            std::fs::write(peers.join(p), format!("binary {p}")).unwrap();
+        }
+        let credentials = dir.path().join("vm-cp");
+        std::fs::create_dir_all(credentials.join("nodes")).unwrap();
+        std::fs::write(credentials.join("upstream"), "10.0.2.2:40000\n").unwrap();
+        std::fs::write(credentials.join("nodes/mlab1.kubeconfig"), "k").unwrap();
+        let args = LabArgs {
+            name: "lab1".into(),
+            topology: None,
+            manifests,
+            index2ip: None,
+            reference_dir: None,
+            trace: None,
+            control_plane: Some(peers.clone()),
+            remote_control_plane: None,
+        };
+        let bytes = run_archive(&args, Some((&credentials, &peers))).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.contains(
+            "env\nNETLAB_TIME_SCALE=10\nnetlab\nrun\n--peers\n/vm/peers\n--remote-control-plane\n/vm/cp\n--name\nlab1\n"
+        ), "{text}");
+        assert!(!text.contains("--emulate"));
+        for p in crate::real::NODE_PEERS {
+            assert!(text.contains(&format!("vm/peers/{p}\0")), "{p}");
+        }
+        // The control plane's own programs stay here.
+        assert!(!text.contains("kube-apiserver"));
+        assert!(text.contains("vm/cp/upstream\0") && text.contains("10.0.2.2:40000"));
+        assert!(text.contains("vm/cp/nodes/mlab1.kubeconfig\0"));
     }
 
     #[test]

@@ -186,7 +186,7 @@ fn run_refuses_flags_that_do_not_apply_with_or_without_vm() {
             &["run", "--vm", "--index2ip", "/bin/true"][..],
             "--index2ip",
         ),
-        (&["run", "--vm", "--peers", "/tmp"][..], "--peers"),
+        (&["run", "--remote-control-plane", "/tmp"][..], "--peers"),
         (&["run", "--vm-timeout", "5"][..], "--vm"),
     ] {
         let out = netlab(args, &root());

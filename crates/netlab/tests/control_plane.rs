@@ -34,7 +34,7 @@ fn text(out: &Output) -> String {
 fn peers() -> Result<PathBuf, String> {
     let dir = test_support::upstream_bin()
         .ok_or("the upstream peers are not built: run scripts/upstream.sh (or set UPSTREAM_BIN)")?;
-    netlab_lab::real::peers_ready(&dir).map_err(|e| e.to_string())
+    netlab_lab::real::peers_ready(&dir, true).map_err(|e| e.to_string())
 }
 
 fn lab(name: &str, args: &[&str]) -> Output {

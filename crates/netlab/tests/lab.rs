@@ -30,6 +30,10 @@ fn ready(test: &str) -> bool {
             "cargo build -p cni-shim",
         ),
         (
+            netlab().with_file_name("cni-shim-passthrough"),
+            "cargo build -p cni-shim",
+        ),
+        (
             PathBuf::from("/usr/lib/cni/macvlan"),
             "apt-get install containernetworking-plugins",
         ),

@@ -72,6 +72,10 @@ fn image(test: &str) -> Option<PathBuf> {
             "cargo build -p cni-shim",
         ),
         (
+            netlab().with_file_name("cni-shim-passthrough"),
+            "cargo build -p cni-shim",
+        ),
+        (
             PathBuf::from("/usr/lib/cni/ipvlan"),
             "apt-get install containernetworking-plugins",
         ),
@@ -177,9 +181,15 @@ fn the_default_lab_runs_in_a_vm_with_real_ipvlan_and_leaves_nothing() {
         t.contains("==> VM: kernel ") && t.contains("Linux version"),
         "{t}"
     );
+    the_default_lab_passed_on_ipvlan(&t);
+}
+
+/// What the default lab's run printed when it passed with the kernel's ipvlan: every public interface `ipvlan l2`,
+/// the check's TCP to all 16 public addresses and flannel across nodes, nothing left behind.
+fn the_default_lab_passed_on_ipvlan(t: &str) {
     assert!(t.contains(IPVLAN_REAL), "{t}");
     assert!(!t.contains(MACVLAN_FOR_IPVLAN), "{t}");
-    let rows = net1_rows(&t);
+    let rows = net1_rows(t);
     assert_eq!(
         rows.len(),
         8,
@@ -188,7 +198,6 @@ fn the_default_lab_runs_in_a_vm_with_real_ipvlan_and_leaves_nothing() {
     for (pod, kind, _) in &rows {
         assert_eq!(kind, "ipvlan l2", "{pod}:\n{t}");
     }
-    // The check looked: TCP from the internet client to all 16 public addresses, flannel across nodes.
     assert_eq!(t.matches("tcp ok").count(), 16, "{t}");
     assert!(t.contains("10/10"), "{t}");
     assert!(t.contains("==> check passed"), "{t}");
@@ -196,6 +205,61 @@ fn the_default_lab_runs_in_a_vm_with_real_ipvlan_and_leaves_nothing() {
         t.contains("nothing left behind") && !t.contains("LEAK:"),
         "{t}"
     );
+}
+
+#[test]
+fn the_nodes_run_the_real_peers_in_a_vm_against_a_control_plane_on_this_machine() {
+    let _one = ONE_VM
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let test = "vm::control_plane_here";
+    let Some(image) = image(test) else {
+        return;
+    };
+    let peers = match test_support::upstream_bin()
+        .ok_or_else(|| "the upstream peers are not built: run scripts/upstream.sh".to_owned())
+        .and_then(|d| netlab_lab::real::peers_ready(&d, true).map_err(|e| e.to_string()))
+    {
+        Ok(p) => p,
+        Err(why) => return skip(test, &why),
+    };
+    let name = format!("nlvm{}", std::process::id());
+    let (out, t) = run_vm(
+        &image,
+        &["--name", &name, "--peers", &peers.display().to_string()],
+    );
+    assert!(out.status.success(), "{t}");
+    // Where each half ran: the control plane here, the relay to it and the nodes in the VM.
+    assert!(t.contains("==> control plane on this machine"), "{t}");
+    assert!(t.contains("control plane: outside, at 10.0.2.2:"), "{t}");
+    assert!(t.contains("26 of 26 pods running"), "{t}");
+    // The DaemonSets' pods ran on the nodes: multus and flanneld from the peers, not the lab's emulation.
+    assert!(
+        t.lines()
+            .any(|l| l.contains(" multus-") && l.contains("hostNetwork")),
+        "{t}"
+    );
+    the_default_lab_passed_on_ipvlan(&t);
+    assert!(
+        t.contains("masq ok"),
+        "flannel egress through flanneld's masquerading:\n{t}"
+    );
+    // Nothing of the control plane stays on this machine.
+    let netns = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&netns.stdout).contains(&format!("{name}-vmcp")),
+        "the control plane's namespace is left"
+    );
+    let scratch = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("netlab-vm-{name}-"))
+        })
+        .count();
+    assert_eq!(scratch, 0, "the control plane's files are left");
 }
 
 #[test]
@@ -396,6 +460,8 @@ fn run_in_vm(name: &str, test: &str) {
         .arg(netlab().with_file_name("index2ip"))
         .arg("--ship")
         .arg(netlab().with_file_name("cni-shim"))
+        .arg("--ship")
+        .arg(netlab().with_file_name("cni-shim-passthrough"))
         .arg("--")
         .arg(&exe)
         .args([test, "--exact", "--test-threads=1"])

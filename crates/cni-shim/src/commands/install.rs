@@ -1,4 +1,5 @@
-//! `install` and `uninstall`: the shim directory, its symlinks, the shim's copy of itself and its configuration.
+//! `install` and `uninstall`: the shim directory, its symlinks, its copy of the pass-through binary and its
+//! configuration.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -9,7 +10,7 @@ use std::path::{Path, PathBuf};
 use crate::atomic;
 use crate::config::{ShimConfig, FILE_NAME};
 use crate::store::LogDir;
-use crate::{Error, BINARY_NAME};
+use crate::{Error, BINARY_NAME, PASSTHROUGH_NAME};
 
 /// What `install` is asked to set up.
 #[derive(Debug, Clone)]
@@ -24,8 +25,8 @@ pub(crate) struct Install {
     pub max_bytes: u64,
     /// Bound on each captured stream.
     pub capture_bytes: u64,
-    /// The shim binary to copy into the shim directory (normally this very executable).
-    pub binary: PathBuf,
+    /// The pass-through binary to copy into the shim directory (normally the one shipped beside this executable).
+    pub passthrough: PathBuf,
 }
 
 /// What a run changed.
@@ -37,7 +38,7 @@ pub(crate) struct Changes {
     pub unlinked: Vec<String>,
     /// Names left alone because a file that is not ours is in the way.
     pub skipped: Vec<String>,
-    /// Whether the shim binary was (re)copied.
+    /// Whether the pass-through binary was (re)copied, or an earlier install's binary removed.
     pub binary: bool,
     /// Whether the configuration was (re)written.
     pub config: bool,
@@ -61,9 +62,16 @@ fn ensure_absolute(p: &Path, what: &str) -> Result<(), Error> {
     }
 }
 
-/// Whether `link` is a symlink made by `install` (pointing at the shim binary beside it).
+/// Whether `link` is a symlink made by `install`: pointing at the pass-through binary beside it, or, made by an
+/// install from before the pass-through was a binary of its own, at a copy of `cni-shim`.
 fn is_our_link(link: &Path) -> bool {
-    fs::read_link(link).is_ok_and(|t| t == Path::new(BINARY_NAME))
+    fs::read_link(link)
+        .is_ok_and(|t| t == Path::new(PASSTHROUGH_NAME) || t == Path::new(BINARY_NAME))
+}
+
+/// Whether `link` is a symlink made by this version's `install`.
+fn is_current_link(link: &Path) -> bool {
+    fs::read_link(link).is_ok_and(|t| t == Path::new(PASSTHROUGH_NAME))
 }
 
 /// The executable plugins in the real directory.
@@ -76,7 +84,7 @@ fn real_plugins(real_dir: &Path) -> Result<BTreeSet<String>, Error> {
         let Ok(name) = entry.file_name().into_string() else {
             continue;
         };
-        if name.starts_with('.') || name == BINARY_NAME {
+        if name.starts_with('.') || name == BINARY_NAME || name == PASSTHROUGH_NAME {
             continue;
         }
         // Follows symlinks: a real directory of links to plugins elsewhere is fine.
@@ -95,6 +103,16 @@ pub(crate) fn install(opts: &Install) -> Result<Changes, Error> {
     if let Some(l) = &opts.log_dir {
         ensure_absolute(l, "--log-dir")?;
     }
+    // Read before anything is made: without it there is nothing to install.
+    let source = fs::read(&opts.passthrough).map_err(|e| {
+        let what = match e.kind() {
+            ErrorKind::NotFound => {
+                "find the pass-through binary (cni-shim and cni-shim-passthrough ship together)"
+            }
+            _ => "read the pass-through binary",
+        };
+        Error::io(what, &opts.passthrough)(e)
+    })?;
     let real = fs::canonicalize(&opts.real_dir)
         .map_err(Error::io("open the real directory", &opts.real_dir))?;
     fs::DirBuilder::new()
@@ -112,8 +130,7 @@ pub(crate) fn install(opts: &Install) -> Result<Changes, Error> {
     let mut changes = Changes::default();
 
     // The binary first, so that no link ever points at nothing.
-    let target = opts.shim_dir.join(BINARY_NAME);
-    let source = fs::read(&opts.binary).map_err(Error::io("read the shim binary", &opts.binary))?;
+    let target = opts.shim_dir.join(PASSTHROUGH_NAME);
     if fs::read(&target).ok().as_deref() != Some(&source[..]) {
         atomic::write(&target, &source, 0o755)?;
         changes.binary = true;
@@ -124,17 +141,18 @@ pub(crate) fn install(opts: &Install) -> Result<Changes, Error> {
         let link = opts.shim_dir.join(name);
         match fs::symlink_metadata(&link) {
             Err(e) if e.kind() == ErrorKind::NotFound => {
-                std::os::unix::fs::symlink(BINARY_NAME, &link).map_err(Error::io("link", &link))?;
+                std::os::unix::fs::symlink(PASSTHROUGH_NAME, &link)
+                    .map_err(Error::io("link", &link))?;
                 changes.linked.push(name.clone());
             }
-            Ok(_) if is_our_link(&link) => {}
+            Ok(_) if is_current_link(&link) => {}
             Ok(m) if m.file_type().is_symlink() => {
-                // A link elsewhere: repoint it atomically.
+                // A link elsewhere, or an earlier install's: repoint it atomically.
                 let tmp = opts
                     .shim_dir
                     .join(format!(".tmp-link-{name}-{}", std::process::id()));
                 let _ = fs::remove_file(&tmp);
-                std::os::unix::fs::symlink(BINARY_NAME, &tmp)
+                std::os::unix::fs::symlink(PASSTHROUGH_NAME, &tmp)
                     .and_then(|()| fs::rename(&tmp, &link))
                     .map_err(|e| {
                         let _ = fs::remove_file(&tmp);
@@ -155,6 +173,12 @@ pub(crate) fn install(opts: &Install) -> Result<Changes, Error> {
             fs::remove_file(entry.path()).map_err(Error::io("unlink", entry.path()))?;
             changes.unlinked.push(name);
         }
+    }
+    // An earlier install's copy of the whole binary, which no link points at any more.
+    match fs::remove_file(opts.shim_dir.join(BINARY_NAME)) {
+        Ok(()) => changes.binary = true,
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io("remove", opts.shim_dir.join(BINARY_NAME))(e)),
     }
 
     if let Some(log_dir) = &opts.log_dir {
@@ -202,14 +226,15 @@ pub(crate) fn uninstall(shim_dir: &Path) -> Result<Changes, Error> {
                 .push(entry.file_name().to_string_lossy().into_owned());
         }
     }
-    for (name, flag) in [
-        (FILE_NAME, &mut changes.config),
-        (BINARY_NAME, &mut changes.binary),
-    ] {
-        match fs::remove_file(shim_dir.join(name)) {
-            Ok(()) => *flag = true,
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
+    for name in [FILE_NAME, PASSTHROUGH_NAME, BINARY_NAME] {
+        let removed = match fs::remove_file(shim_dir.join(name)) {
+            Ok(()) => true,
+            Err(e) if e.kind() == ErrorKind::NotFound => false,
             Err(e) => return Err(Error::io("remove", shim_dir.join(name))(e)),
+        };
+        match name {
+            FILE_NAME => changes.config |= removed,
+            _ => changes.binary |= removed,
         }
     }
     // Only if empty: anything else in it is not ours.

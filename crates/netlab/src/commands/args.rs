@@ -61,6 +61,10 @@ pub struct LabOpts {
     /// inside its VM.
     #[arg(long)]
     pub emulate: bool,
+    /// (internal) the control plane runs outside this machine: `run --vm --peers` passes its credentials to the
+    /// VM's lab in this directory.
+    #[arg(long, value_name = "DIR", hide = true, requires = "peers")]
+    pub remote_control_plane: Option<PathBuf>,
 }
 
 impl LabOpts {
@@ -74,6 +78,7 @@ impl LabOpts {
             reference_dir: self.plugins,
             trace: self.trace,
             control_plane: (!self.emulate).then(|| self.peers.unwrap_or_else(default_peers)),
+            remote_control_plane: self.remote_control_plane,
         }
     }
 }
@@ -123,7 +128,7 @@ pub struct VmOpts {
     /// Seconds the whole VM run may take.
     #[arg(long, value_name = "SECS", default_value_t = 1800)]
     pub vm_timeout: u64,
-    /// The VM's memory in MiB [default: 4096 for the lab on the control plane, else 1024].
+    /// The VM's memory in MiB [default: 3072 with --peers, else 1024].
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u32).range(256..=65536))]
     pub vm_memory: Option<u32>,
 }

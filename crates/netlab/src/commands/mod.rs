@@ -72,7 +72,7 @@ enum Command {
     /// (internal) the site router's IPv6 router advertisements.
     #[command(name = "__ra", hide = true)]
     Ra(internal::Args),
-    /// (internal) the lab's kubelet, on the real control plane: `up --control-plane` starts it.
+    /// (internal) the lab's kubelet on the real control plane, and a VM's relay to it.
     #[command(name = "internal", hide = true, subcommand)]
     Internal(internal::Internal),
 }
@@ -97,6 +97,10 @@ impl Cli {
             Command::Ra(c) => Ok(netlab_lab::ra::ra_main(&c.args)),
             Command::Internal(internal::Internal::Kubelet { name }) => {
                 netlab_lab::kubelet::run(&name)?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Internal(internal::Internal::Relay { netns, listen, to }) => {
+                netlab_lab::forward::relay(&netns, listen, to)?;
                 Ok(ExitCode::SUCCESS)
             }
         }

@@ -22,10 +22,11 @@ pub struct Run {
     #[command(flatten)]
     lab: LabOpts,
     /// Run inside a VM booted under qemu from the image scripts/vm-image.sh builds: Debian's stock kernel, whose
-    /// ipvlan the index networks then use as written.
-    /// The VM runs the emulated lab (`--emulate`): under software emulation the control plane does not fit in it
-    /// (crates/netlab/README.md).
-    #[arg(long, conflicts_with_all = ["plugins", "index2ip", "peers"])]
+    /// ipvlan the index networks then use as written. The VM runs the emulated lab (about a minute under
+    /// software emulation); with --peers, the control plane runs on this machine and the VM runs the nodes with
+    /// the real flanneld, multus and flannel, reaching the API server through qemu's user network (several
+    /// minutes: every Go program in the VM is emulated; crates/netlab/README.md).
+    #[arg(long, conflicts_with_all = ["plugins", "index2ip"])]
     vm: bool,
     #[command(flatten)]
     vm_opts: VmOpts,
@@ -34,8 +35,13 @@ pub struct Run {
 impl Run {
     /// Runs the lab; the check's status (1 also when anything leaked).
     pub fn run(self, out: &mut dyn Write) -> Result<ExitCode> {
-        let args = self.lab.args();
+        let peers_given = self.lab.peers.is_some();
+        let mut args = self.lab.args();
         if self.vm {
+            // In the VM the control plane is the choice of --peers, not the default.
+            if !peers_given {
+                args.control_plane = None;
+            }
             let outcome = netlab_lab::vm::run(&args, &self.vm_opts.options(), out)?;
             return Ok(ExitCode::from(outcome.status));
         }
