@@ -1,8 +1,8 @@
 //! Writing a whole file so that no reader ever sees half of it, and a crash leaves the old file or the new.
 //!
 //! The one rule for every file cni-shim writes whole (a runtime's configuration and its backup, the shim's
-//! configuration, the shim binary): a temp file beside the target, written, flushed to the disk, renamed over the
-//! target, then the directory flushed. A crash right after `enable` must not leave containerd an empty
+//! configuration, the pass-through binary): a temp file beside the target, written, flushed to the disk, renamed
+//! over the target, then the directory flushed. A crash right after `enable` must not leave containerd an empty
 //! `config.toml`. Records are not written here: they sit on every call's path, are renamed into place the same
 //! way but never flushed (store.rs), because a record lost in a crash costs nothing and a flush costs the caller
 //! milliseconds.

@@ -184,10 +184,34 @@ pub fn run(name: &str) -> Result<(), Error> {
             }
         });
     }
+    // A node the API shows not ready (the controller manager marks it so when its lease is late) is posted Ready
+    // again, as a kubelet posts its node's status when the API's differs from its own.
+    let poster = Arc::clone(&shared);
+    std::thread::spawn(move || {
+        watch(&poster, "nodes", &mut |event| {
+            let name = event.object["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default();
+            let node = poster.config.nodes.iter().find(|n| n.name == name);
+            if let Some(node) = node.filter(|_| event.kind != "DELETED") {
+                let ready = ready_condition(&event.object);
+                if ready.is_some_and(|r| r != "True") {
+                    poster.log(&format!(
+                        "node {name}: Ready is {} in the API; posting status",
+                        ready.unwrap_or_default()
+                    ));
+                    if let Err(e) = put_node_status(&poster, node) {
+                        poster.log(&format!("node {name}: status not posted: {e}"));
+                    }
+                }
+            }
+            true
+        });
+    });
     let (events, incoming) = mpsc::channel();
     let watcher = Arc::clone(&shared);
-    std::thread::spawn(move || watch(&watcher, &events));
-    let mut workers: BTreeMap<String, Arc<AtomicBool>> = BTreeMap::new();
+    std::thread::spawn(move || watch(&watcher, "pods", &mut |event| events.send(event).is_ok()));
+    let mut workers: BTreeMap<String, Arc<Worker>> = BTreeMap::new();
     for event in incoming {
         let Ok(pod) = serde_json::from_value::<Pod>(event.object.clone()) else {
             continue;
@@ -202,20 +226,25 @@ pub fn run(name: &str) -> Result<(), Error> {
         }
         let gone = event.kind == "DELETED" || pod.metadata.deletion_timestamp.is_some();
         if gone {
-            if let Some(stop) = workers.remove(&pod.metadata.uid) {
-                stop.store(true, Ordering::SeqCst);
+            if let Some(worker) = workers.remove(&pod.metadata.uid) {
+                worker.stop.store(true, Ordering::SeqCst);
                 shared.log(&format!("pod {}: stopping", pod.key()));
             }
             continue;
         }
-        if workers.contains_key(&pod.metadata.uid) {
+        if let Some(worker) = workers.get(&pod.metadata.uid) {
+            // Someone else set it not ready (the controller manager, for a node whose lease was late): the pod's
+            // status is written again, as a kubelet's status manager does when the API's differs from its own.
+            if ready_condition(&event.object).is_some_and(|r| r != "True") {
+                worker.resync.store(true, Ordering::SeqCst);
+            }
             continue;
         }
-        let stop = Arc::new(AtomicBool::new(false));
-        workers.insert(pod.metadata.uid.clone(), Arc::clone(&stop));
+        let worker = Arc::new(Worker::default());
+        workers.insert(pod.metadata.uid.clone(), Arc::clone(&worker));
         let shared = Arc::clone(&shared);
         let object = event.object;
-        std::thread::spawn(move || run_pod(&shared, &pod, object, &stop));
+        std::thread::spawn(move || run_pod(&shared, &pod, object, &worker));
     }
     Ok(())
 }
@@ -308,15 +337,34 @@ fn renew(shared: &Shared, node: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// Watches every pod and passes each event on; a watch that ends (the API server restarted) starts again.
-fn watch(shared: &Shared, events: &mpsc::Sender<WatchEvent>) {
+/// What the kubelet's loop tells a pod's worker.
+#[derive(Default)]
+struct Worker {
+    /// The pod is gone: stop its containers, remove its sandbox.
+    stop: AtomicBool,
+    /// The API's status of the pod is not the one written: write it again.
+    resync: AtomicBool,
+}
+
+/// The status of an object's `Ready` condition (a Node's or a Pod's), when it has one.
+fn ready_condition(object: &Value) -> Option<&str> {
+    object["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready")?["status"]
+        .as_str()
+}
+
+/// Watches every object of `resource` (`pods`, `nodes`) and hands each event to `on_event` until it returns
+/// false; a watch that ends (the API server restarted) starts again.
+fn watch(shared: &Shared, resource: &str, on_event: &mut dyn FnMut(WatchEvent) -> bool) {
     loop {
         let child = shared
             .admin
             .command()
             .args([
                 "get",
-                "pods",
+                resource,
                 "-A",
                 "--watch",
                 "--output-watch-events",
@@ -333,8 +381,9 @@ fn watch(shared: &Shared, events: &mpsc::Sender<WatchEvent>) {
                         .into_iter::<WatchEvent>();
                     for event in stream {
                         let Ok(event) = event else { break };
-                        if events.send(event).is_err() {
+                        if !on_event(event) {
                             let _ = child.kill();
+                            let _ = child.wait();
                             return;
                         }
                     }
@@ -342,7 +391,7 @@ fn watch(shared: &Shared, events: &mpsc::Sender<WatchEvent>) {
                 let _ = child.kill();
                 let _ = child.wait();
             }
-            Err(e) => shared.log(&format!("cannot watch pods: {e}")),
+            Err(e) => shared.log(&format!("cannot watch {resource}: {e}")),
         }
         std::thread::sleep(Duration::from_secs(1));
     }
@@ -396,7 +445,8 @@ fn sleep_or_stop(stop: &AtomicBool, d: Duration) -> bool {
 
 /// One pod's life on its node.
 /// `object` is the pod as the watch delivered it: its status is written over it.
-fn run_pod(shared: &Shared, pod: &Pod, mut object: Value, stop: &AtomicBool) {
+fn run_pod(shared: &Shared, pod: &Pod, mut object: Value, worker: &Worker) {
+    let stop = &worker.stop;
     let Some(node) = pod.spec.node_name.clone() else {
         return;
     };
@@ -525,8 +575,21 @@ fn run_pod(shared: &Shared, pod: &Pod, mut object: Value, stop: &AtomicBool) {
             pod_ips.join(" ")
         ));
     }
-    // Restart what exits, until the pod goes.
+    // Restart what exits, and write the status again when someone else changed it, until the pod goes.
     while !sleep_or_stop(stop, Duration::from_millis(500)) {
+        if worker.resync.swap(false, Ordering::SeqCst) {
+            let kubectl = &shared.node_kubectl[&node];
+            let rewritten = kubectl
+                .get_json("pod", &pod.metadata.name, Some(&pod.metadata.namespace))
+                .and_then(|now| pod_status(shared, pod, now, &host_ip, &pod_ips));
+            match rewritten {
+                Ok(()) => shared.log(&format!(
+                    "pod {}: not ready in the API; status written again",
+                    pod.key()
+                )),
+                Err(e) => shared.log(&format!("pod {}: status not written again: {e}", pod.key())),
+            }
+        }
         for (i, child, restarts) in &mut running {
             let Some(c) = child else { continue };
             if let Ok(Some(status)) = c.try_wait() {

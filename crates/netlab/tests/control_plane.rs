@@ -262,6 +262,85 @@ fn api_server_restarted_during_set_up(
     api_server
 }
 
+/// mlab1 as the controller manager leaves a node whose lease was late: the node's Ready condition Unknown, its
+/// pod's Ready False. The lab's kubelet writes both back, as a kubelet does when the API's status differs from its
+/// own; without that, the node and the pod stay not ready for good.
+fn marked_not_ready(
+    name: &str,
+    peers: &Path,
+    kubeconfig: &str,
+    kubectl: &dyn Fn(&[&str]) -> Value,
+) {
+    let ready = |object: &Value| -> String {
+        object["status"]["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+            .map(|c| c["status"].as_str().unwrap_or_default().to_owned())
+            .unwrap_or_default()
+    };
+    let set_ready = |path: &str, mut object: Value, to: &str| {
+        for c in object["status"]["conditions"].as_array_mut().unwrap() {
+            if c["type"] == "Ready" {
+                c["status"] = to.into();
+            }
+        }
+        let mut child = Command::new(peers.join("kubectl"))
+            .args([
+                "--kubeconfig",
+                kubeconfig,
+                "replace",
+                "--raw",
+                path,
+                "-f",
+                "-",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(object.to_string().as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "replace {path}: {}", text(&out));
+    };
+    let pod = ["pod", "plain-mlab1", "-n", "default"];
+    set_ready(
+        "/api/v1/nodes/mlab1/status",
+        kubectl(&["get", "node", "mlab1"]),
+        "Unknown",
+    );
+    set_ready(
+        "/api/v1/namespaces/default/pods/plain-mlab1/status",
+        kubectl(&[&["get"][..], &pod].concat()),
+        "False",
+    );
+    wait_until(
+        "mlab1 and plain-mlab1 Ready again",
+        Duration::from_secs(30),
+        || {
+            ready(&kubectl(&["get", "node", "mlab1"])) == "True"
+                && ready(&kubectl(&[&["get"][..], &pod].concat())) == "True"
+        },
+    );
+    // Written back by the lab's kubelet, which says so.
+    let log =
+        std::fs::read_to_string(Path::new("/run/netlab").join(name).join("kubelet.log")).unwrap();
+    assert!(
+        log.contains("node mlab1: Ready is Unknown in the API; posting status"),
+        "{log}"
+    );
+    assert!(
+        log.contains("pod default/plain-mlab1: not ready in the API; status written again"),
+        "{log}"
+    );
+}
+
 /// mlab4 relabelled virtual: its physical DaemonSets' pods go, multus's removes its configuration as it stops,
 /// flannel's virtual DaemonSet installs flannel's, and a new pod there gets flannel alone, in the node's own
 /// subnet, whatever networks it asks for (k8s/README.md, "Multus's credentials").
@@ -526,6 +605,7 @@ fn the_lab_on_the_real_control_plane() {
         );
     }
 
+    marked_not_ready(&name, &peers, &kubeconfig, &kubectl);
     relabelled_virtual(&name, &kubectl);
     // status tells the label the API has now, not the one of `up`.
     let status = text(&lab(&name, &["status"]));
