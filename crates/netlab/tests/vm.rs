@@ -28,6 +28,14 @@ fn unavailable(test: &str, why: &str) {
     );
 }
 
+/// One VM at a time (held until the guard drops) and the image for `test`; `None` after saying why there is none.
+fn vm(test: &str) -> Option<(std::sync::MutexGuard<'static, ()>, PathBuf)> {
+    let one = ONE_VM
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    Some((one, image(test)?))
+}
+
 /// The image for this test run, or `None` after saying why there is none.
 fn image(test: &str) -> Option<PathBuf> {
     if !crate::util::is_root() {
@@ -168,10 +176,7 @@ fn net1_rows(text: &str) -> Vec<(String, String, String)> {
 
 #[test]
 fn the_default_lab_runs_in_a_vm_with_real_ipvlan_and_leaves_nothing() {
-    let _one = ONE_VM
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let Some(image) = image("vm::default") else {
+    let Some((_one, image)) = vm("vm::default") else {
         return;
     };
     let (out, t) = run_vm(&image, &[]);
@@ -209,11 +214,8 @@ fn the_default_lab_passed_on_ipvlan(t: &str) {
 
 #[test]
 fn the_nodes_run_the_real_peers_in_a_vm_against_a_control_plane_on_this_machine() {
-    let _one = ONE_VM
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let test = "vm::control_plane_here";
-    let Some(image) = image(test) else {
+    let Some((_one, image)) = vm(test) else {
         return;
     };
     let peers = match test_support::upstream_bin()
@@ -264,10 +266,7 @@ fn the_nodes_run_the_real_peers_in_a_vm_against_a_control_plane_on_this_machine(
 
 #[test]
 fn every_index_network_runs_as_ipvlan_and_a_duplicate_fails_in_the_kernel() {
-    let _one = ONE_VM
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let Some(image) = image("vm::indices") else {
+    let Some((_one, image)) = vm("vm::indices") else {
         return;
     };
     // One machine: the example DaemonSets put ndt (index 2) and wehe (index 5) on it; a pod for every other index
@@ -370,10 +369,7 @@ fn every_index_network_runs_as_ipvlan_and_a_duplicate_fails_in_the_kernel() {
 
 #[test]
 fn vm_exec_runs_a_shipped_file_on_a_kernel_with_ipvlan_and_returns_its_status() {
-    let _one = ONE_VM
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let Some(image) = image("vm::exec") else {
+    let Some((_one, image)) = vm("vm::exec") else {
         return;
     };
     // A script of this machine's, shipped at its own path: it makes an ipvlan link and exits with a status of
@@ -438,10 +434,7 @@ fn test_executable(test: &str) -> Option<PathBuf> {
 /// Runs one test of another crate inside the VM, with the binaries it needs shipped at their own paths, and
 /// asserts it passed there without a skip or a stand-in.
 fn run_in_vm(name: &str, test: &str) {
-    let _one = ONE_VM
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let Some(image) = image(name) else {
+    let Some((_one, image)) = vm(name) else {
         return;
     };
     let Some(exe) = test_executable(test) else {
